@@ -1,0 +1,97 @@
+"""Per-sample random streams keyed by ``(seed, epoch, index)``.
+
+NOTE [ Per-sample randomness ]
+A random transform must give a sample the same augmentation whether the sample was fetched
+alone or in a batch, in the main process or in any worker, with any ``num_workers``. So random
+transforms never read global RNG state: they ask :func:`current` for the generator of the
+sample being fetched. The loader opens an :func:`epoch_scope` (the loader's seed and the
+epoch) around each fetch and a :func:`sample_scope` around each ``dataset[i]`` call; a dataset
+that fetches a whole batch at once asks :func:`stream` for each index itself. Outside any
+scope (``dataset[i]`` called by hand) :func:`current` returns a fresh, OS-seeded generator,
+like torchvision's use of the global RNG.
+
+The scopes are :mod:`contextvars`, so thread workers each see their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["current", "epoch_scope", "sample_scope", "stream", "streams"]
+
+_MASK64 = (1 << 64) - 1
+
+_epoch: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "chute_epoch", default=None
+)
+_sample: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar(
+    "chute_sample", default=None
+)
+
+
+def stream(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """Return the random stream of sample ``index`` in ``epoch`` for a loader seeded ``seed``.
+
+    The same three numbers always give the same stream; different numbers give independent
+    streams (Philox with the seed as key and ``(epoch, index)`` in the counter).
+
+    Example:
+        >>> a = stream(7, 0, 3).random()
+        >>> a == stream(7, 0, 3).random()
+        True
+    """
+    key = np.array([seed & _MASK64, (seed >> 64) & _MASK64], dtype=np.uint64)
+    counter = np.array([0, 0, index & _MASK64, epoch & _MASK64], dtype=np.uint64)
+    return np.random.Generator(np.random.Philox(key=key, counter=counter))
+
+
+def streams(indices: Sequence[int]) -> list[np.random.Generator]:
+    """Return the stream of each index under the current epoch scope (fresh ones outside)."""
+    scope = _epoch.get()
+    if scope is None:
+        return [np.random.default_rng() for _ in indices]
+    seed, epoch = scope
+    return [stream(seed, epoch, int(i)) for i in indices]
+
+
+def current() -> np.random.Generator:
+    """Return the random stream of the sample being fetched now.
+
+    Inside a loader this is ``stream(seed, epoch, index)``; outside, a fresh generator.
+    """
+    rng = _sample.get()
+    if rng is not None:
+        return rng
+    return np.random.default_rng()
+
+
+@contextlib.contextmanager
+def epoch_scope(seed: int, epoch: int) -> Iterator[None]:
+    """Make ``(seed, epoch)`` the key of the per-sample streams opened inside."""
+    token = _epoch.set((int(seed), int(epoch)))
+    try:
+        yield
+    finally:
+        _epoch.reset(token)
+
+
+@contextlib.contextmanager
+def sample_scope(index: int) -> Iterator[np.random.Generator | None]:
+    """Make :func:`current` return the stream of sample ``index`` inside the block.
+
+    Does nothing outside an :func:`epoch_scope` (then :func:`current` stays unseeded).
+    """
+    scope = _epoch.get()
+    if scope is None:
+        yield None
+        return
+    rng = stream(scope[0], scope[1], int(index))
+    token = _sample.set(rng)
+    try:
+        yield rng
+    finally:
+        _sample.reset(token)
