@@ -46,6 +46,11 @@ class _Epoch:
 
     token: int
     kind: str
+    epoch: int
+    tasks: Iterator[Any] | None  # map-style: the tasks not sent yet (None when all are sent)
+    active: list[bool]  # iterable: the workers whose stream is not exhausted
+    next_task: int = 0
+    cycle: Iterator[int] = field(default_factory=lambda: iter(()))
     pending: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task -> (worker, index)
     arrived: dict[int, tuple[str, Any]] = field(default_factory=dict)  # task -> (status, batch)
     superseded: bool = False
@@ -222,49 +227,28 @@ class WorkerPool:
     def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
-        backend = self._start(epoch)
-        ep = _Epoch(next(self._tokens), kind)
+        self._start(epoch)
+        ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
+        ep.cycle = itertools.cycle(range(self.num_workers))
         self._live = ep
         broken = True
-        active = [True] * self.num_workers
-        cycle = itertools.cycle(range(self.num_workers))
-        next_task = next_out = 0
-        cap = self.prefetch_factor * self.num_workers
-        tasks_left = tasks is not None
+        next_out = 0
         try:
             while True:
-                # fill the pipeline
-                while len(ep.pending) < cap:
-                    if kind == "map":
-                        assert tasks is not None
-                        index = next(tasks, _END) if tasks_left else _END
-                        if index is _END:
-                            tasks_left = False
-                            break
-                        wid = min(range(self.num_workers), key=self._in_flight.__getitem__)
-                    else:
-                        index = None
-                        wid = next(
-                            (w for w in itertools.islice(cycle, self.num_workers) if active[w]), -1
-                        )
-                        if wid < 0:
-                            break
-                    backend.send(wid, (kind, ep.token, next_task, index, epoch))
-                    ep.pending[next_task] = (wid, index)
-                    self._in_flight[wid] += 1
-                    next_task += 1
-                if next_out == next_task:
+                self._fill(ep)
+                if next_out == ep.next_task:
                     break
                 self._wait_for(ep, next_out)
                 status, value = ep.arrived.pop(next_out)
                 wid = ep.pending.pop(next_out)[0]
                 next_out += 1
                 if status == "done":
-                    active[wid] = False
+                    ep.active[wid] = False
                     continue
                 if status == "err":
                     broken = False
                     raise value.to_exception()
+                self._fill(ep)  # keep the workers busy while the caller uses the batch
                 if skip > 0:
                     skip -= 1
                     continue
@@ -281,6 +265,28 @@ class WorkerPool:
             raise
         finally:
             self._end(ep, broken)
+
+    def _fill(self, ep: _Epoch) -> None:
+        """Send tasks until ``prefetch_factor * num_workers`` are in flight (or none are left)."""
+        backend = self._backend
+        assert backend is not None
+        n = self.num_workers
+        while len(ep.pending) < self.prefetch_factor * n:
+            if ep.kind == "map":
+                index = next(ep.tasks, _END) if ep.tasks is not None else _END
+                if index is _END:
+                    ep.tasks = None
+                    return
+                wid = min(range(n), key=self._in_flight.__getitem__)
+            else:  # round-robin over the workers whose stream is not exhausted, like torch
+                index = None
+                wid = next((w for w in itertools.islice(ep.cycle, n) if ep.active[w]), -1)
+                if wid < 0:
+                    return
+            backend.send(wid, (ep.kind, ep.token, ep.next_task, index, ep.epoch))
+            ep.pending[ep.next_task] = (wid, index)
+            self._in_flight[wid] += 1
+            ep.next_task += 1
 
     def _end(self, ep: _Epoch, broken: bool) -> None:
         if ep.superseded:

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
+import functools
 import mmap
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,14 +170,60 @@ def unpack(packed: Packed) -> Any:
     path = os.path.join(SHM_DIR, packed.name)
     fd = os.open(path, os.O_RDWR)
     try:
-        mm = mmap.mmap(fd, packed.size)
+        mm = _map(fd, packed.size)
     finally:
         os.close(fd)
         _unlink(path)
     return _rebuild(packed.skeleton, lambda x: _leaf_value(mm, x))
 
 
-def _leaf_value(mm: mmap.mmap | None, x: Any) -> Any:
+class _Libc:
+    """``mmap``/``munmap`` from the C library: a mapping that holds no file descriptor.
+
+    (Python's ``mmap.mmap`` keeps a duplicate of the descriptor for as long as the mapping
+    lives, so a user holding many batches would run out of descriptors.)
+    """
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        self.mmap = libc.mmap
+        self.munmap = libc.munmap
+
+
+@functools.cache
+def _libc() -> _Libc | None:
+    try:
+        return _Libc()
+    except (OSError, AttributeError):
+        return None
+
+
+def _map(fd: int, size: int) -> Any:
+    """Map ``size`` bytes of ``fd`` read-write, shared; the result keeps the mapping alive."""
+    libc = _libc()
+    if libc is None:
+        return mmap.mmap(fd, size)
+    addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed")
+    buf = (ctypes.c_char * size).from_address(addr)
+    weakref.finalize(buf, libc.munmap, addr, size)
+    return buf
+
+
+def _leaf_value(mm: Any, x: Any) -> Any:
     if not isinstance(x, Leaf):
         return x
     if mm is None or 0 in x.shape:

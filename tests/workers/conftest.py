@@ -1,0 +1,64 @@
+"""Leak checks shared by the worker tests: children, /dev/shm segments, fds, threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from chute.workers.shm import SHM_DIR
+
+
+def chute_segments() -> list[str]:
+    """Segments in /dev/shm that belong to this process's pools."""
+    if not os.path.isdir(SHM_DIR):
+        return []
+    return [n for n in os.listdir(SHM_DIR) if n.startswith(f"chute_{os.getpid()}_")]
+
+
+def live_children() -> list[psutil.Process]:
+    """Children of this process that are not zombies (waits up to 3 s for them to go)."""
+    deadline = time.monotonic() + 3.0
+    while True:
+        kids = [
+            p
+            for p in psutil.Process().children(recursive=True)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
+        if not kids or time.monotonic() > deadline:
+            return kids
+        time.sleep(0.02)
+
+
+class LeakCheck:
+    """Takes a snapshot of fds and threads; ``check()`` asserts nothing was left behind."""
+
+    def __init__(self) -> None:
+        self.proc = psutil.Process()
+        self.fds = self.proc.num_fds()
+        self.threads = threading.active_count()
+
+    def check(self) -> None:
+        assert live_children() == []
+        assert chute_segments() == []
+        assert self.proc.num_fds() <= self.fds, "open file descriptors grew"
+        deadline = time.monotonic() + 2.0
+        while threading.active_count() > self.threads and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert threading.active_count() <= self.threads, "threads grew"
+
+
+@pytest.fixture
+def leaks() -> Iterator[LeakCheck]:
+    """Yield a LeakCheck; after the test, nothing may be left behind."""
+    import gc
+
+    gc.collect()
+    check = LeakCheck()
+    yield check
+    gc.collect()
+    check.check()
