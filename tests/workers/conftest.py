@@ -20,14 +20,24 @@ def chute_segments() -> list[str]:
     return [n for n in os.listdir(SHM_DIR) if n.startswith(f"chute_{os.getpid()}_")]
 
 
+def _multiprocessing_helpers() -> set[int]:
+    """multiprocessing's own long-lived helpers (resource tracker, forkserver): not workers."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pids = {getattr(resource_tracker._resource_tracker, "_pid", None)}
+    pids.add(getattr(forkserver._forkserver, "_forkserver_pid", None))
+    return {p for p in pids if p is not None}
+
+
 def live_children() -> list[psutil.Process]:
     """Children of this process that are not zombies (waits up to 3 s for them to go)."""
     deadline = time.monotonic() + 3.0
     while True:
+        helpers = _multiprocessing_helpers()
         kids = [
             p
             for p in psutil.Process().children(recursive=True)
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and p.pid not in helpers
         ]
         if not kids or time.monotonic() > deadline:
             return kids
@@ -50,6 +60,14 @@ class LeakCheck:
         while threading.active_count() > self.threads and time.monotonic() < deadline:
             time.sleep(0.02)
         assert threading.active_count() <= self.threads, "threads grew"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (spawn starts it once, with one pipe) first."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
 
 
 @pytest.fixture

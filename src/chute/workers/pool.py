@@ -323,9 +323,7 @@ class WorkerPool:
 
     def _wait_for(self, ep: _Epoch, task: int) -> None:
         wid, index = ep.pending[task]
-        what = (
-            describe_indices(index) if ep.kind == "map" else f"batch {task} of the iterable dataset"
-        )
+        what = _describe(ep, task)
         deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
         while task not in ep.arrived:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -345,7 +343,14 @@ class WorkerPool:
             raise ChuteRuntimeError(
                 f"the workers were shut down while the main process waited for {what}"
             )
-        for wid, (status, token, task, payload) in backend.poll(timeout, what):
+
+        def doing(wid: int) -> str:
+            mine = [t for t, (w, _) in ep.pending.items() if w == wid and t not in ep.arrived]
+            if not mine:
+                return "idle"
+            return f"fetching {_describe(ep, min(mine))}"
+
+        for wid, (status, token, task, payload) in backend.poll(timeout, doing):
             if status in ("init", "fatal"):
                 raise _fatal(payload)
             self._in_flight[wid] -= 1
@@ -359,6 +364,13 @@ class WorkerPool:
 
 
 _END = object()
+
+
+def _describe(ep: _Epoch, task: int) -> str:
+    index = ep.pending[task][1]
+    if ep.kind == "map":
+        return describe_indices(index)
+    return f"batch {task} of the iterable dataset"
 
 
 def _fatal(err: RemoteError) -> BaseException:

@@ -224,13 +224,16 @@ class ProcessBackend:
         )
 
     def send(self, wid: int, task: Task) -> None:
-        """Send ``task`` to worker ``wid``."""
-        self._tasks[wid].send(task)
+        """Send ``task`` to worker ``wid`` (a worker that has exited is reported by ``poll``)."""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._tasks[wid].send(task)
 
-    def poll(self, timeout: float | None, what: str = "a batch") -> list[tuple[int, Any]]:
+    def poll(
+        self, timeout: float | None, doing: Callable[[int], str] = lambda wid: "working"
+    ) -> list[tuple[int, Any]]:
         """Answers that arrived within ``timeout`` seconds (empty list on timeout).
 
-        ``what`` (the batch the main process waits for) goes into the error message.
+        ``doing(worker_id)`` says what a worker was doing, for the error message.
 
         Raises:
             WorkerDiedError: a worker exited and has nothing more to say.
@@ -262,7 +265,7 @@ class ProcessBackend:
             proc.join(1.0)
             raise WorkerDiedError(
                 f"DataLoader worker {wid} (pid {proc.pid}) {_exit_text(proc.exitcode)} while "
-                f"the main process waited for {what}; a segfault in native code in the "
+                f"{doing(wid)}; a segfault in native code in the "
                 f"dataset or a transform, os._exit, or the system running out of memory can "
                 f"cause this"
             )

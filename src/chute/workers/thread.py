@@ -71,7 +71,9 @@ class ThreadBackend:
         """Queue ``task`` for worker ``wid``."""
         self._tasks[wid].put(task)
 
-    def poll(self, timeout: float | None, what: str = "") -> list[tuple[int, Any]]:
+    def poll(
+        self, timeout: float | None, doing: Callable[[int], str] = str
+    ) -> list[tuple[int, Any]]:
         """Answers that arrived within ``timeout`` seconds (empty list on timeout)."""
         try:
             out = [self._results.get(timeout=timeout)]
