@@ -116,7 +116,7 @@ def accelerator_available() -> bool:
 
 
 def pin_memory(batch: Any) -> Any:
-    """Page-lock every torch tensor of ``batch``; a custom batch's own ``pin_memory()`` is called."""
+    """Page-lock the torch tensors of ``batch``; a custom batch's own ``pin_memory()`` is called."""
     if hasattr(batch, "pin_memory"):
         return batch.pin_memory()
     if isinstance(batch, (tuple, list, cabc.Mapping)):
