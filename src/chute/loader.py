@@ -170,6 +170,7 @@ class DataLoader(Generic[T]):
         elif batch_size is not None and iterable:
             BatchSampler(range(0), batch_size, drop_last)  # same argument checks as map-style
 
+        self._iterable = iterable  # read by _auto_collation below
         self.dataset = dataset
         self.batch_size = batch_size
         self.drop_last = drop_last
@@ -190,7 +191,6 @@ class DataLoader(Generic[T]):
         self.persistent_workers = persistent_workers
         self.format = format
         self.worker_type = worker_type
-        self._iterable = iterable
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
