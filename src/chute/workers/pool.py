@@ -322,7 +322,7 @@ class WorkerPool:
             ep.arrived.clear()
 
     def _wait_for(self, ep: _Epoch, task: int) -> None:
-        wid, index = ep.pending[task]
+        wid = ep.pending[task][0]
         what = _describe(ep, task)
         deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
         while task not in ep.arrived:
