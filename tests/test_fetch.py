@@ -147,3 +147,26 @@ def test_iterable_fetcher_pickles() -> None:
     fetch = IterableFetcher(Stream(4), default_collate, 2, False, 1)
     copy = pickle.loads(pickle.dumps(fetch))
     assert [b.tolist() for b in copy.batches(0)] == [b.tolist() for b in fetch.batches(0)]
+
+
+def _scope_is_open() -> bool:
+    with rng.sample_scope(0) as g:
+        return g is not None
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_no_epoch_scope_leaks_to_the_caller_between_batches(batch_size: int | None) -> None:
+    """A generator shares its caller's context: the scope must not stay open across yield."""
+    collate = default_collate if batch_size else default_convert
+    batches = IterableFetcher(Stream(5), collate, batch_size, False, 1).batches(0)
+    next(batches)
+    assert not _scope_is_open()
+    loader = chute.DataLoader(Stream(5), batch_size=batch_size, seed=1)
+    it = iter(loader)
+    next(it)
+    assert not _scope_is_open()
+    rest = [np.asarray(b).tolist() for b in it]
+    full = [
+        np.asarray(b).tolist() for b in chute.DataLoader(Stream(5), batch_size=batch_size, seed=1)
+    ]
+    assert rest == full[1:]
