@@ -100,9 +100,36 @@ def test_numpy_stays_numpy() -> None:
     assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (2, 3)
 
 
-def test_default_convert_passes_samples_through() -> None:
-    sample = {"x": np.zeros(2), "y": (1, "a")}
-    assert chute.default_convert(sample) is sample
+@pytest.mark.parametrize(
+    "sample",
+    [
+        (np.zeros(2), {"y": (1, "a")}),
+        Pair(np.ones(3, np.float32), [np.int8(2), (3.0,)]),
+        collections.defaultdict(list, x=(np.arange(2),)),
+        collections.OrderedDict(b=[(1, 2)]),
+        np.arange(3),
+        "text",
+        7,
+    ],
+    ids=["tuple", "namedtuple", "defaultdict", "ordereddict", "array", "str", "int"],
+)
+def test_default_convert_has_torchs_structure_and_keeps_leaves(sample: Any) -> None:
+    ours = chute.default_convert(sample)
+    assert_like_torch(ours, torch.utils.data.default_convert(sample))
+    leaves = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        else:
+            leaves.append(x)
+
+    walk(ours)
+    assert not any(isinstance(leaf, torch.Tensor) for leaf in leaves)
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -159,9 +159,32 @@ def default_collate(batch: Any) -> Any:
 
 
 def default_convert(data: Any) -> Any:
-    """The ``collate_fn`` when auto-batching is off: returns each sample as it is.
+    """The ``collate_fn`` when auto-batching is off: the sample with PyTorch's structure.
 
-    PyTorch's ``default_convert`` turns NumPy arrays into tensors; in chute the loader's
-    ``format`` argument does that (``format="torch"``), so samples pass through unchanged.
+    As ``torch.utils.data.default_convert`` does, plain tuples become lists (namedtuples,
+    lists and mappings keep their type), recursively. Leaves are returned as they are:
+    PyTorch's version also turns NumPy arrays into tensors; in chute the loader's ``format``
+    argument does that (``format="torch"``).
+
+    Example:
+        >>> import numpy as np
+        >>> default_convert((np.zeros(2), {"y": (1, "a")}))
+        [array([0., 0.]), {'y': [1, 'a']}]
     """
+    if _is_namedtuple(data):
+        return type(data)(*(default_convert(x) for x in data))
+    if isinstance(data, tuple):
+        return [default_convert(x) for x in data]
+    if isinstance(data, cabc.Mapping):
+        out = {k: default_convert(v) for k, v in data.items()}
+        if isinstance(data, cabc.MutableMapping):
+            clone = copy.copy(data)
+            clone.update(out)
+            return clone
+        try:
+            return type(data)(out)  # type: ignore[call-arg]
+        except TypeError:
+            return out
+    if isinstance(data, list):
+        return [default_convert(x) for x in data]
     return data
