@@ -103,6 +103,21 @@ def test_early_break_del_and_persistent_epochs_through_the_loader(leaks):
     del it, dl
 
 
+def test_breaking_out_stops_the_workers_while_the_loader_lives(leaks):
+    from conftest import live_children
+
+    dl = DataLoader(RandomCrops(40), batch_size=4, num_workers=2)
+    for _ in dl:
+        break
+    assert live_children() == []  # no gc needed: the dropped iterator stopped them
+    it = iter(dl)
+    next(it)
+    state = dl.state_dict()
+    del it
+    assert live_children() == []
+    assert state["batches"] == 1 and dl.state_dict() == state
+
+
 def test_get_worker_info_is_none_in_the_main_process():
     from chute.workers import get_worker_info
 

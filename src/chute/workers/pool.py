@@ -356,11 +356,12 @@ class WorkerPool:
             self._in_flight[wid] -= 1
             if token != ep.token or ep.superseded:
                 if status == "ok":
-                    backend.discard(payload)
+                    backend.discard(wid, payload)
                 if token == ep.token:
                     ep.pending.pop(task, None)
                 continue
-            ep.arrived[task] = (status, backend.unpack(payload) if status == "ok" else payload)
+            value = backend.unpack(wid, payload) if status == "ok" else payload
+            ep.arrived[task] = (status, value)
 
 
 _END = object()

@@ -87,8 +87,7 @@ def _worker_main(
         loaded_torch = __import__("sys").modules.get("torch")
         if loaded_torch is not None:
             loaded_torch.set_num_threads(1)
-    use_shm = shm.has_shm()
-    counter = [0]
+    writer = shm.Writer(os.path.join(shm.SHM_DIR, prefix)) if shm.has_shm() else None
 
     def parent_alive() -> bool:
         if os.getppid() != parent:
@@ -106,20 +105,22 @@ def _worker_main(
             if not parent_alive():
                 return None
         try:
-            task: Task | None = tasks.recv()
+            msg = tasks.recv()
         except (EOFError, OSError):
             return None
+        if msg is None:
+            return None
+        if writer is not None:
+            writer.release(msg[5])
+        task: Task = msg[:5]
         return task
 
     def pack(batch: Any) -> Any:
-        if not use_shm:
-            return batch
-        counter[0] += 1
-        return shm.pack(batch, os.path.join(shm.SHM_DIR, f"{prefix}{counter[0]}"))
+        return batch if writer is None else writer.pack(batch)
 
     def release(payload: Any) -> None:
-        if isinstance(payload, shm.Packed):
-            shm.discard(payload)
+        if writer is not None and isinstance(payload, shm.Packed):
+            writer.unsent(payload)
 
     try:
         serve(info, fetcher, worker_init_fn, recv, results.send, pack, release)
@@ -160,6 +161,7 @@ class ProcessBackend:
         self._procs: list[Any] = []
         self._tasks: list[Connection] = []
         self._results: list[Connection] = []
+        self._reader = shm.Reader()
         self._closed = False
 
     @property
@@ -226,7 +228,7 @@ class ProcessBackend:
     def send(self, wid: int, task: Task) -> None:
         """Send ``task`` to worker ``wid`` (a worker that has exited is reported by ``poll``)."""
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._tasks[wid].send(task)
+            self._tasks[wid].send((*task, self._reader.freed(wid)))
 
     def poll(
         self, timeout: float | None, doing: Callable[[int], str] = lambda wid: "working"
@@ -271,16 +273,16 @@ class ProcessBackend:
             )
         return out
 
-    @staticmethod
-    def unpack(payload: Any) -> Any:
+    def unpack(self, wid: int, payload: Any) -> Any:
         """The batch carried by ``payload`` (zero-copy views of its shared memory)."""
-        return shm.unpack(payload) if isinstance(payload, shm.Packed) else payload
-
-    @staticmethod
-    def discard(payload: Any) -> None:
-        """Free ``payload`` without reading it."""
         if isinstance(payload, shm.Packed):
-            shm.discard(payload)
+            return self._reader.unpack(wid, payload)
+        return payload
+
+    def discard(self, wid: int, payload: Any) -> None:
+        """Free ``payload`` without using it."""
+        if isinstance(payload, shm.Packed):
+            self._reader.discard(wid, payload)
 
     def shutdown(self, failed: bool = False) -> None:
         """Stop every worker (NOTE [ Worker shutdown ]); idempotent."""
@@ -302,20 +304,21 @@ class ProcessBackend:
         for proc in self._procs:
             proc.join()
             proc.close()
-        for conn in self._results:
-            self._drain_conn(conn)
+        for wid, conn in enumerate(self._results):
+            self._drain_conn(wid, conn)
             conn.close()
+        self._reader.close()
         shm.sweep(self.prefix)
 
     def _drain(self, timeout: float, alive: list[Any]) -> None:
         ready = wait([*self._results, *(p.sentinel for p in alive)], max(timeout, 0.0))
-        for obj in ready:
-            if isinstance(obj, Connection):
-                self._drain_conn(obj)
+        for wid, conn in enumerate(self._results):
+            if conn in ready:
+                self._drain_conn(wid, conn)
 
-    def _drain_conn(self, conn: Connection) -> None:
+    def _drain_conn(self, wid: int, conn: Connection) -> None:
         with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
             while not conn.closed and conn.poll(0):
                 msg = conn.recv()
                 if isinstance(msg, tuple) and len(msg) == 4 and msg[0] == "ok":
-                    self.discard(msg[3])
+                    self.discard(wid, msg[3])

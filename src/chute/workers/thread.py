@@ -85,12 +85,12 @@ class ThreadBackend:
         return out
 
     @staticmethod
-    def unpack(payload: Any) -> Any:
+    def unpack(wid: int, payload: Any) -> Any:
         """The batch itself."""
         return payload
 
     @staticmethod
-    def discard(payload: Any) -> None:
+    def discard(wid: int, payload: Any) -> None:
         """Nothing to free."""
 
     def shutdown(self, failed: bool = False) -> None:
