@@ -1,13 +1,14 @@
 """Worker throughput and time to first batch: chute vs torch.utils.data, 2 workers each.
 
 The dataset is plain Python: ``__getitem__`` does about 50 µs of NumPy work and returns a
-3×64×64 float32 array and an int label; batch 64. Throughput is measured with persistent
+3x64x64 float32 array and an int label; batch 64. Throughput is measured with persistent
 workers after a warm-up epoch (steady state); time to first batch is measured from a fresh
 loader (``iter()`` starts the workers) to the first batch in hand.
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 
@@ -63,31 +64,40 @@ def count(batch) -> int:
     return int(x.shape[0])
 
 
-def throughput(loader, epochs: int) -> tuple[float, int]:
-    for _ in loader:  # warm-up epoch: starts the persistent workers
-        pass
-    best = float("inf")
-    samples = 0
+def epoch_seconds(loader) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    n = 0
+    for batch in loader:
+        n += count(batch)
+    return time.perf_counter() - t0, n
+
+
+def interleaved(loaders: dict[str, object], epochs: int) -> dict[str, tuple[float, int]]:
+    """Best epoch time of each loader; epochs alternate between loaders (fair on a busy box)."""
+    for loader in loaders.values():  # warm-up epoch: starts the persistent workers
+        epoch_seconds(loader)
+    best: dict[str, tuple[float, int]] = {}
     for _ in range(epochs):
-        t0 = time.perf_counter()
-        n = 0
-        for batch in loader:
-            n += count(batch)
-        best = min(best, time.perf_counter() - t0)
-        samples = n
-    return best, samples
+        for name, loader in loaders.items():
+            t, n = epoch_seconds(loader)
+            if name not in best or t < best[name][0]:
+                best[name] = (t, n)
+    return best
 
 
-def first_batch(make_loader, repeat: int) -> float:
-    times = []
+def first_batches(makers: dict[str, object], repeat: int) -> dict[str, float]:
+    """Median time from a fresh loader's ``iter()`` to its first batch, alternating loaders."""
+    times: dict[str, list[float]] = {name: [] for name in makers}
     for _ in range(repeat):
-        loader = make_loader()
-        t0 = time.perf_counter()
-        it = iter(loader)
-        next(it)
-        times.append(time.perf_counter() - t0)
-        del it, loader
-    return statistics.median(times)
+        for name, make in makers.items():
+            loader = make()
+            t0 = time.perf_counter()
+            it = iter(loader)
+            next(it)
+            times[name].append(time.perf_counter() - t0)
+            del it, loader
+            gc.collect()
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -121,25 +131,27 @@ def main() -> None:
             format=fmt,
         )
 
-    results = []
-    tl = torch_loader(True)
-    t, s = throughput(tl, args.repeat)
-    results.append(Result("torch.utils.data", s, t))
-    del tl
-    cl = chute_loader(True)
-    t, s = throughput(cl, args.repeat)
-    results.append(Result("chute (numpy)", s, t))
-    cl.close()
-    cl = chute_loader(True, "torch")
-    t, s = throughput(cl, args.repeat)
-    results.append(Result('chute (format="torch")', s, t))
-    cl.close()
+    loaders = {
+        "torch.utils.data": torch_loader(True),
+        "chute (numpy)": chute_loader(True),
+        'chute (format="torch")': chute_loader(True, "torch"),
+    }
+    best = interleaved(loaders, args.repeat)
+    results = [Result(name, n, t) for name, (t, n) in best.items()]
+    for loader in loaders.values():
+        if isinstance(loader, chute.DataLoader):
+            loader.close()
+    del loaders
+    gc.collect()
     base = results[0].rate
     ratios = {f"{r.name} / torch throughput": r.rate / base for r in results[1:]}
 
-    reps = max(5, args.repeat * 3)
-    ft_torch = first_batch(lambda: torch_loader(False), reps)
-    ft_chute = first_batch(lambda: chute_loader(False), reps)
+    reps = max(7, args.repeat * 3)
+    first = first_batches(
+        {"torch.utils.data": lambda: torch_loader(False), "chute": lambda: chute_loader(False)},
+        reps,
+    )
+    ft_torch, ft_chute = first["torch.utils.data"], first["chute"]
     print(
         f"\ntime to first batch (median of {reps}): torch {ft_torch * 1e3:.1f} ms, "
         f"chute {ft_chute * 1e3:.1f} ms"

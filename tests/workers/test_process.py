@@ -103,6 +103,7 @@ def test_sigkilled_worker_is_reported_within_a_second(leaks):
     pool = WorkerPool(MapFetcher(Slow(200, 0.01), stack, True, 0), 2, persistent=True)
     it = pool.map_epoch(0, [[i] for i in range(200)])
     next(it)
+    next(it)  # the second worker starts after the first batch
     victim = pool.worker_pids[1]
     os.kill(victim, signal.SIGKILL)
     start = time.monotonic()
@@ -237,6 +238,7 @@ def test_workers_exit_when_the_parent_dies(tmp_path):
         import numpy as np
         pool = WorkerPool(MapFetcher(Slow(100, 0.05), np.stack, True, 0), 2, persistent=True)
         it = pool.map_epoch(0, [[i] for i in range(100)])
+        next(it)
         next(it)
         print(os.getpid(), *pool.worker_pids, flush=True)
         os._exit(0)  # no clean-up at all

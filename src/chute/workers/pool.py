@@ -151,26 +151,44 @@ class WorkerPool:
         """True while workers are running."""
         return self._backend is not None
 
-    def _start(self, epoch: int) -> ProcessBackend | ThreadBackend:
-        if self._backend is not None:
-            return self._backend
-        dataset = getattr(self.fetcher, "dataset", None)
-        infos = [
-            WorkerInfo(k, self.num_workers, worker_seed(self.base_seed, epoch, k), dataset)
-            for k in range(self.num_workers)
-        ]
-        backend: ProcessBackend | ThreadBackend
-        if self.worker_type == "thread":
-            backend = ThreadBackend(self.fetcher, infos, self.worker_init_fn)
-        else:
-            prefix = f"chute_{os.getpid()}_{secrets.token_hex(4)}_"
-            backend = ProcessBackend(self.fetcher, infos, self.context, self.worker_init_fn, prefix)
-        backend.start()
-        self._backend = backend
-        self._infos = infos
-        self._in_flight = [0] * self.num_workers
-        self._finalizer = weakref.finalize(self, backend.shutdown)
-        return backend
+    def _start(self, epoch: int, ep: _Epoch, count: int) -> None:
+        """Start workers until ``count`` run, feeding each its first tasks at once.
+
+        A map-style epoch of a new process pool starts one worker and starts the others
+        after its first batch is handed out: forking the others (each fork copies the
+        page tables of this process) would otherwise delay the first batch.
+        """
+        if self._backend is None:
+            dataset = getattr(self.fetcher, "dataset", None)
+            infos = [
+                WorkerInfo(k, self.num_workers, worker_seed(self.base_seed, epoch, k), dataset)
+                for k in range(self.num_workers)
+            ]
+            backend: ProcessBackend | ThreadBackend
+            if self.worker_type == "thread":
+                backend = ThreadBackend(self.fetcher, infos, self.worker_init_fn)
+            else:
+                prefix = f"chute_{os.getpid()}_{secrets.token_hex(4)}_"
+                backend = ProcessBackend(
+                    self.fetcher, infos, self.context, self.worker_init_fn, prefix
+                )
+            self._backend = backend
+            self._infos = infos
+            self._in_flight = [0] * self.num_workers
+            self._finalizer = weakref.finalize(self, backend.shutdown)
+        backend = self._backend
+        if backend.started >= count:
+            return
+
+        def started(k: int) -> None:
+            if ep.kind == "map":  # (iterable epochs keep torch's round-robin from worker 0)
+                self._fill(ep)
+
+        try:
+            backend.start(count, started)
+        except BaseException:
+            self._stop(failed=True)
+            raise
 
     def shutdown(self) -> None:
         """Stop the workers and free their shared memory; idempotent.
@@ -227,10 +245,11 @@ class WorkerPool:
     def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
-        self._start(epoch)
         ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
         ep.cycle = itertools.cycle(range(self.num_workers))
         self._live = ep
+        first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
+        self._start(epoch, ep, first)
         broken = True
         next_out = 0
         try:
@@ -253,6 +272,8 @@ class WorkerPool:
                     skip -= 1
                     continue
                 yield value
+                if self._backend is not None and self._backend.started < self.num_workers:
+                    self._start(epoch, ep, self.num_workers)
                 if ep.superseded:
                     raise ChuteRuntimeError(
                         f"the iterator of epoch {epoch} was replaced by a newer iterator over "
@@ -267,10 +288,11 @@ class WorkerPool:
             self._end(ep, broken)
 
     def _fill(self, ep: _Epoch) -> None:
-        """Send tasks until ``prefetch_factor * num_workers`` are in flight (or none are left)."""
+        """Send tasks until ``prefetch_factor`` per running worker are in flight (or none
+        are left)."""
         backend = self._backend
         assert backend is not None
-        n = self.num_workers
+        n = backend.started
         while len(ep.pending) < self.prefetch_factor * n:
             if ep.kind == "map":
                 index = next(ep.tasks, _END) if ep.tasks is not None else _END

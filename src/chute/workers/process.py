@@ -169,40 +169,54 @@ class ProcessBackend:
         """The worker processes' ids."""
         return [p.pid for p in self._procs]
 
-    def start(self) -> None:
-        """Start every worker; an unpicklable dataset under spawn raises a clear error."""
+    @property
+    def started(self) -> int:
+        """How many workers have been started."""
+        return len(self._procs)
+
+    def start(self, count: int, on_started: Callable[[int], None] | None = None) -> None:
+        """Start workers until ``count`` run; an unpicklable dataset under spawn raises a
+        clear error.
+
+        ``on_started(k)`` is called as soon as worker ``k`` runs, before the next is started
+        (the pool sends it its first tasks while the others start: a faster first batch).
+        """
         try:
-            for info in self._infos:
-                task_r, task_w = self._context.Pipe(duplex=False)
-                res_r, res_w = self._context.Pipe(duplex=False)
-                worker_prefix = f"{self.prefix}w{info.id}_"
-                proc = self._context.Process(
-                    target=_worker_main,
-                    args=(
-                        info,
-                        self._fetcher,
-                        self._init_fn,
-                        task_r,
-                        res_w,
-                        worker_prefix,
-                        self._owner,
-                    ),
-                    name=f"chute-worker-{info.id}",
-                    daemon=True,
-                )
-                self._tasks.append(task_w)
-                self._results.append(res_r)
-                try:
-                    proc.start()
-                finally:
-                    task_r.close()
-                    res_w.close()
-                self._procs.append(proc)
-        except BaseException as exc:
+            for info in self._infos[len(self._procs) : count]:
+                self._start_one(info)
+                if on_started is not None:
+                    on_started(info.id)
+        except BaseException:
             self.shutdown(failed=True)
-            if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
-                raise self._pickling_error(exc) from exc
             raise
+
+    def _start_one(self, info: WorkerInfo) -> None:
+        task_r, task_w = self._context.Pipe(duplex=False)
+        res_r, res_w = self._context.Pipe(duplex=False)
+        proc = self._context.Process(
+            target=_worker_main,
+            args=(
+                info,
+                self._fetcher,
+                self._init_fn,
+                task_r,
+                res_w,
+                f"{self.prefix}w{info.id}_",
+                self._owner,
+            ),
+            name=f"chute-worker-{info.id}",
+            daemon=True,
+        )
+        self._tasks.append(task_w)
+        self._results.append(res_r)
+        try:
+            proc.start()
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise self._pickling_error(exc) from exc
+        finally:
+            task_r.close()
+            res_w.close()
+        self._procs.append(proc)
 
     def _pickling_error(self, exc: BaseException) -> ChuteTypeError:
         method = self._context.get_start_method()

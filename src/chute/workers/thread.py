@@ -46,14 +46,21 @@ class ThreadBackend:
         """Thread workers have no process of their own."""
         return []
 
-    def start(self) -> None:
-        """Start every worker thread."""
-        for info in self._infos:
+    @property
+    def started(self) -> int:
+        """How many threads have been started."""
+        return len(self._threads)
+
+    def start(self, count: int, on_started: Callable[[int], None] | None = None) -> None:
+        """Start threads until ``count`` run (``on_started(k)`` after thread ``k`` runs)."""
+        for info in self._infos[len(self._threads) : count]:
             thread = threading.Thread(
                 target=self._run, args=(info,), name=f"chute-worker-{info.id}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
+            if on_started is not None:
+                on_started(info.id)
 
     def _run(self, info: WorkerInfo) -> None:
         tasks = self._tasks[info.id]
