@@ -157,8 +157,7 @@ class StackDataset(Dataset[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args and kwargs:
             raise ChuteValueError(
-                "StackDataset takes datasets either as positional or as keyword arguments, "
-                "not both"
+                "StackDataset takes datasets either as positional or as keyword arguments, not both"
             )
         if not args and not kwargs:
             raise ChuteValueError("StackDataset needs at least one dataset")
