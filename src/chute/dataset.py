@@ -68,7 +68,7 @@ class IterableDataset(Dataset[T_co]):
 
 
 def is_iterable_dataset(dataset: Any) -> bool:
-    """True for chute or torch ``IterableDataset`` instances and for objects with only ``__iter__``."""
+    """True for chute or torch ``IterableDataset``s and for objects with only ``__iter__``."""
     if isinstance(dataset, IterableDataset):
         return True
     torch = loaded("torch")
