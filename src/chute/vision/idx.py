@@ -101,8 +101,7 @@ def _parse(f: IO[bytes], path: Path) -> np.ndarray:
     zero, code, ndim = struct.unpack(">HBB", magic)
     if zero != 0:
         raise DatasetFormatError(
-            f"{path} is not an IDX file: its magic number starts with 0x{zero:04x}, "
-            f"expected 0x0000"
+            f"{path} is not an IDX file: its magic number starts with 0x{zero:04x}, expected 0x0000"
         )
     dtype = IDX_TYPES.get(code)
     if dtype is None:
