@@ -18,7 +18,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == _GZIP_MAGIC
 
 
-def _read_exact(f: IO[bytes], n: int, path: Path, what: str) -> bytearray:
+def _read_exact(f: Any, n: int, path: Path, what: str) -> bytearray:
     """Read exactly ``n`` bytes, growing the buffer as data arrives (no huge preallocation)."""
     buf = bytearray()
     while len(buf) < n:
@@ -91,7 +91,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DatasetFormatError(f"{p} is not a valid gzip file: {exc}") from exc
 
 
-def _parse(f: IO[bytes], path: Path) -> np.ndarray:
+def _parse(f: Any, path: Path) -> np.ndarray:
     magic = f.read(4)
     if len(magic) < 4:
         raise DatasetFormatError(
