@@ -184,7 +184,7 @@ def test_target_transform_batch_path(root):
             return np.eye(10, dtype=np.float32)[y]
 
     ds = FashionMNIST(root, target_transform=OneHot())
-    images, labels = ds.__getitems__([0, 1]).data
+    _images, labels = ds.__getitems__([0, 1]).data
     assert labels.shape == (2, 10)
     np.testing.assert_array_equal(labels[1], ds[1][1])
 
