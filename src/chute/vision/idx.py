@@ -136,7 +136,7 @@ def _parse(f: Any, path: Path) -> np.ndarray:
     return arr.view(dtype.newbyteorder("="))
 
 
-def write_idx(path: str | os.PathLike[str], array: Any) -> None:
+def write_idx(path: str | os.PathLike[str], array: Any, *, compresslevel: int = 6) -> None:
     """Write ``array`` as an IDX file (gzip-compressed if ``path`` ends with ``.gz``).
 
     The file is written to a temporary name in the same folder and renamed into place, so a
@@ -145,6 +145,7 @@ def write_idx(path: str | os.PathLike[str], array: Any) -> None:
     Args:
         path: destination.
         array: array of uint8, int8, int16, int32, float32 or float64 with 1 to 255 dims.
+        compresslevel: gzip level (1 fastest, 9 smallest) for ``.gz`` paths.
 
     Raises:
         ChuteTypeError: the dtype has no IDX type code.
@@ -170,7 +171,9 @@ def write_idx(path: str | os.PathLike[str], array: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as raw:
             if dest.name.endswith(".gz"):
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
+                ) as gz:
                     gz.write(header)
                     gz.write(payload)
             else:
