@@ -9,6 +9,7 @@ not collate, decides whether a batch becomes torch or JAX.
 from __future__ import annotations
 
 import collections.abc as cabc
+import copy
 from typing import Any
 
 import numpy as np
@@ -97,13 +98,17 @@ def _collate(batch: list[Any], path: str) -> Any:
     if isinstance(elem, cabc.Mapping):
         keys = list(elem)
         for k, sample in enumerate(batch):
-            if not isinstance(sample, cabc.Mapping) or list(sample) != keys:
+            if not isinstance(sample, cabc.Mapping) or set(sample) != set(keys):
                 found = list(sample) if isinstance(sample, cabc.Mapping) else type(sample).__name__
                 raise CollateError(
                     f"default_collate: sample {k}{_where(path)} has keys {found}, "
                     f"but sample 0 has keys {keys}"
                 )
         out = {key: _collate([s[key] for s in batch], f"{path}[{key!r}]") for key in keys}
+        if isinstance(elem, cabc.MutableMapping):  # keeps defaultdict's factory, etc.
+            clone = copy.copy(elem)
+            clone.update(out)
+            return clone
         try:
             return elem_type(out)
         except TypeError:

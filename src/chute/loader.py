@@ -14,6 +14,7 @@ consumed batches without collating them.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -112,7 +113,10 @@ class DataLoader(Generic[T]):
                 f"prefetch_factor option should be non-negative, got {prefetch_factor!r}"
             )
         if persistent_workers and num_workers == 0:
-            raise ChuteValueError("persistent_workers option needs num_workers > 0")
+            raise ChuteValueError(
+                f"persistent_workers option needs num_workers > 0 (got "
+                f"persistent_workers={persistent_workers!r}, num_workers={num_workers})"
+            )
         if num_workers == 0 and multiprocessing_context is not None:
             raise ChuteValueError(
                 f"multiprocessing_context can only be used with multi-process loading "
@@ -144,19 +148,24 @@ class DataLoader(Generic[T]):
                 )
         shuffle = bool(shuffle)
         if sampler is not None and shuffle:
-            raise ChuteValueError("sampler option is mutually exclusive with shuffle")
+            raise ChuteValueError(
+                f"sampler option is mutually exclusive with shuffle (got shuffle={shuffle!r} "
+                f"and sampler={type(sampler).__name__}); pass only one of them"
+            )
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
                 raise ChuteValueError(
-                    "batch_sampler option is mutually exclusive with batch_size, shuffle, "
-                    "sampler, and drop_last"
+                    f"batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                    f"sampler, and drop_last (got batch_size={batch_size!r}, shuffle={shuffle!r}, "
+                    f"sampler={type(sampler).__name__ if sampler is not None else None}, "
+                    f"drop_last={drop_last!r}); leave them at their defaults"
                 )
             batch_size = None
             drop_last = False
         elif batch_size is None and drop_last:
             raise ChuteValueError(
-                "batch_size=None option disables auto-batching and is mutually exclusive "
-                "with drop_last"
+                f"batch_size=None option disables auto-batching and is mutually exclusive "
+                f"with drop_last (got drop_last={drop_last!r})"
             )
 
         self.seed = seed_from(generator, seed)
@@ -170,6 +179,7 @@ class DataLoader(Generic[T]):
         elif batch_size is not None and iterable:
             BatchSampler(range(0), batch_size, drop_last)  # same argument checks as map-style
 
+        self._iterable = iterable  # read by _auto_collation below
         self.dataset = dataset
         self.batch_size = batch_size
         self.drop_last = drop_last
@@ -190,7 +200,6 @@ class DataLoader(Generic[T]):
         self.persistent_workers = persistent_workers
         self.format = format
         self.worker_type = worker_type
-        self._iterable = iterable
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
@@ -202,8 +211,8 @@ class DataLoader(Generic[T]):
     def __setattr__(self, name: str, value: Any) -> None:
         if getattr(self, "_initialized", False) and name in _FROZEN:
             raise ChuteValueError(
-                f"{name} attribute should not be set after DataLoader is initialized; "
-                f"create a new DataLoader instead"
+                f"{name} attribute should not be set after DataLoader is initialized "
+                f"(tried to set {name}={reprlib.repr(value)}); create a new DataLoader instead"
             )
         super().__setattr__(name, value)
 
