@@ -149,7 +149,7 @@ class MNIST(VisionDataset):
         return len(self.data)
 
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.data[idx], self.targets[idx]
+        return self.data.take(idx, axis=0), self.targets.take(idx)
 
     def extra_repr(self) -> str:
         return f"Split: {'Train' if self.train is True else 'Test'}"
