@@ -20,12 +20,12 @@ matplotlib.use("Agg")
 pd = pytest.importorskip("pandas")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from chute.vision.io import read_image, write_png  # noqa: E402
+from chute.vision.transforms import ToTensor  # noqa: E402
 
 from chute import DataLoader, Dataset, TensorDataset  # noqa: E402
 from chute.vision import datasets  # noqa: E402
 from chute.vision.datasets.synthetic import write_mnist_raw  # noqa: E402
-from chute.vision.io import read_image, write_png  # noqa: E402
-from chute.vision.transforms import ToTensor  # noqa: E402
 
 EXPECTED_REPR = """Dataset FashionMNIST
     Number of datapoints: 60000
@@ -110,7 +110,7 @@ def test_loading_a_dataset_and_iterating(mirror, capsys):
     ]
     assert out[2] == f"Label: {int(train_labels[0])}" and train_labels.dtype == torch.int64
     assert train_features.dtype == torch.float32
-    assert 0 <= float(train_features.min()) and float(train_features.max()) <= 1
+    assert float(train_features.min()) >= 0 and float(train_features.max()) <= 1
     plt.close("all")
 
     # labels belong to their images: the same rows of the raw arrays, in a fixed order
