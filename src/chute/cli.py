@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .download import default_root
 from .errors import ChuteError
 from .vision.datasets import CIFAR10, CIFAR100, KMNIST, MNIST, FashionMNIST
@@ -56,7 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", choices=names)
     s.add_argument("--root", type=Path, default=None, help=root_help)
     s.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
-    s.add_argument("--samples", type=int, default=16, help="number of samples (default 16)")
+    s.add_argument("--rows", type=int, default=4, help="rows of the grid (default 4)")
+    s.add_argument("--cols", type=int, default=4, help="columns of the grid (default 4)")
     s.add_argument("--seed", type=int, default=0, help="which random samples (default 0)")
     s.add_argument("--test", action="store_true", help="use the test split")
 
@@ -124,18 +123,17 @@ def _info(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     cls = DATASETS[args.dataset]
     ds = cls(_root(args), train=not args.test)
-    gen = np.random.default_rng(args.seed)
-    count = min(args.samples, len(ds))
-    indices = gen.choice(len(ds), size=count, replace=False)
-    _save_grid(ds, indices, args.out)
-    print(f"wrote {count} samples of {cls.__name__} to {args.out}")
+    _save_grid(ds, args.rows, args.cols, args.seed, args.out)
+    print(f"wrote {args.rows}x{args.cols} samples of {cls.__name__} to {args.out}")
 
 
-def _save_grid(dataset: Any, indices: np.ndarray, out: Path) -> None:
-    """Plot ``dataset[i]`` for ``indices`` in a grid titled with class names, as a PNG."""
+def _save_grid(dataset: Any, rows: int, cols: int, seed: int, out: Path) -> None:
+    """Random samples of ``dataset`` in a grid titled with class names, saved as a PNG."""
     from .vision.plot import plot_samples
 
-    plot_samples(dataset, indices=[int(i) for i in indices], out=out)
+    plot_samples(
+        dataset, rows=rows, cols=cols, seed=seed, path=out, figsize=(2.0 * cols, 2.2 * rows)
+    )
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -166,9 +164,8 @@ def _demo(args: argparse.Namespace) -> None:
         f"(shuffled, num_workers={workers}) in {seconds:.3f} s = {count / seconds:,.0f} samples/s"
     )
     print(f"first batch: images {tuple(images.shape)} {images.dtype}, labels {tuple(labels.shape)}")
-    plain = FashionMNIST(root, train=True)
-    _save_grid(plain, np.random.default_rng(0).choice(len(plain), 16, replace=False), args.out)
-    print(f"wrote a grid of 16 samples to {args.out}")
+    _save_grid(FashionMNIST(root, train=True), 4, 4, 0, args.out)
+    print(f"wrote a grid of 4x4 samples to {args.out}")
 
 
 def _one_epoch(loader_cls: Any, ds: Any, batch_size: int, workers: int) -> tuple[float, int, Any]:
