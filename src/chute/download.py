@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import secrets
 import shutil
 import stat
 import tarfile
@@ -39,10 +40,26 @@ __all__ = [
     "check_integrity",
     "file_digest",
     "extract_archive",
+    "create_temp",
 ]
 
 _CHUNK = 1 << 16
 _USER_AGENT = "chute-download/0.1"
+
+
+def create_temp(folder: str | os.PathLike[str], name: str) -> tuple[int, str]:
+    """Create a new empty temporary file for ``name`` in ``folder``; return ``(fd, path)``.
+
+    Unlike :func:`tempfile.mkstemp` (mode 0600) the file gets the permissions the user's
+    umask gives any new file, so a file renamed into place looks like one written directly.
+    """
+    for _ in range(100):
+        path = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file for {name} in {folder}")
 
 
 def default_root() -> Path:
@@ -393,7 +410,7 @@ def extract_archive(
     out.mkdir(parents=True, exist_ok=True)
     if kind == "gz":
         final = out / archive.name[: -len(".gz")]
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out)
+        fd, tmp_name = create_temp(out, final.name)
         try:
             with os.fdopen(fd, "wb") as f, gzip.open(archive, "rb") as src:
                 _copy(src, f, archive)

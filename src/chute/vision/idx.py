@@ -15,13 +15,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..download import create_temp
 from ..errors import ChuteTypeError, ChuteValueError, DatasetFormatError
 
 __all__ = ["IDX_TYPES", "read_idx", "write_idx"]
@@ -167,7 +167,7 @@ def write_idx(path: str | os.PathLike[str], array: Any, *, compresslevel: int = 
     payload = np.ascontiguousarray(arr, dtype=IDX_TYPES[code]).tobytes()
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = create_temp(dest.parent, dest.name)
     try:
         with os.fdopen(fd, "wb") as raw:
             if dest.name.endswith(".gz"):
