@@ -68,7 +68,7 @@ class IterableDataset(Dataset[T_co]):
 
 
 def is_iterable_dataset(dataset: Any) -> bool:
-    """True for chute or torch ``IterableDataset`` instances and for objects with only ``__iter__``."""
+    """True for chute or torch ``IterableDataset``s and for objects with only ``__iter__``."""
     if isinstance(dataset, IterableDataset):
         return True
     torch = loaded("torch")
@@ -157,8 +157,7 @@ class StackDataset(Dataset[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args and kwargs:
             raise ChuteValueError(
-                "StackDataset takes datasets either as positional or as keyword arguments, "
-                "not both"
+                "StackDataset takes datasets either as positional or as keyword arguments, not both"
             )
         if not args and not kwargs:
             raise ChuteValueError("StackDataset needs at least one dataset")

@@ -57,8 +57,11 @@ class ChuteTimeoutError(ChuteRuntimeError, TimeoutError):
     """A batch did not arrive within the loader's ``timeout``."""
 
 
-class CollateError(ChuteError, TypeError):
-    """Samples that cannot be stacked into one batch (different shapes, types or keys)."""
+class CollateError(ChuteError, TypeError, RuntimeError):
+    """Samples that cannot be stacked into one batch (different shapes, types or keys).
+
+    A TypeError for wrong types and a RuntimeError for wrong shapes in PyTorch; both here.
+    """
 
 
 class DatasetFormatError(ChuteError, ValueError):

@@ -1,0 +1,162 @@
+"""Collate: stack a list of samples into one batch.
+
+``default_collate`` follows ``torch.utils.data.default_collate`` in structure (tuples become
+lists, namedtuples and mappings keep their type, strings stay lists) but keeps NumPy samples
+as NumPy arrays; torch tensors are stacked as torch tensors. The loader's ``format`` argument,
+not collate, decides whether a batch becomes torch or JAX.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+from typing import Any
+
+import numpy as np
+
+from ._lazy import loaded
+from .errors import CollateError
+from .stacked import StackedSamples
+
+__all__ = ["default_collate", "default_convert"]
+
+_BAD_TYPE = "batch must contain arrays, tensors, numbers, dicts or lists"
+
+
+def _is_namedtuple(x: Any) -> bool:
+    return isinstance(x, tuple) and hasattr(x, "_fields")
+
+
+def _where(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def _shape_report(shapes: list[tuple[int, ...]]) -> str:
+    seen: dict[tuple[int, ...], int] = {}
+    for k, s in enumerate(shapes):
+        seen.setdefault(s, k)
+    return ", ".join(f"{s} (sample {k})" for s, k in seen.items())
+
+
+def _stack_arrays(batch: list[Any], path: str) -> np.ndarray:
+    first = batch[0]
+    if first.dtype.kind in "OUS":
+        raise CollateError(
+            f"default_collate: {_BAD_TYPE}; found an array of dtype {first.dtype}{_where(path)}"
+        )
+    try:
+        return np.stack(batch)
+    except ValueError:
+        shapes = [tuple(np.shape(b)) for b in batch]
+        raise CollateError(
+            f"default_collate: samples have different shapes{_where(path)}: "
+            f"{_shape_report(shapes)}; resize them to one shape or pass a collate_fn"
+        ) from None
+
+
+def _stack_tensors(torch: Any, batch: list[Any], path: str) -> Any:
+    shapes = [tuple(t.shape) for t in batch]
+    if any(s != shapes[0] for s in shapes):
+        raise CollateError(
+            f"default_collate: samples have different shapes{_where(path)}: "
+            f"{_shape_report(shapes)}; resize them to one shape or pass a collate_fn"
+        )
+    return torch.stack(batch, 0)
+
+
+def _from_stacked(data: Any) -> Any:
+    """What default_collate makes of samples that are already stacked."""
+    if _is_namedtuple(data):
+        return type(data)(*(_from_stacked(x) for x in data))
+    if isinstance(data, (tuple, list)):
+        return [_from_stacked(x) for x in data]
+    if isinstance(data, cabc.Mapping):
+        return {k: _from_stacked(v) for k, v in data.items()}
+    return data
+
+
+def _collate(batch: list[Any], path: str) -> Any:
+    elem = batch[0]
+    elem_type = type(elem)
+    torch = loaded("torch")
+    if torch is not None and isinstance(elem, torch.Tensor):
+        return _stack_tensors(torch, batch, path)
+    if isinstance(elem, np.ndarray):
+        return _stack_arrays(batch, path)
+    if isinstance(elem, np.generic):
+        if elem.dtype.kind in "OUS":
+            return list(batch)
+        return np.array(batch)
+    if isinstance(elem, bool):
+        return np.array(batch, dtype=np.bool_)
+    if isinstance(elem, int):
+        return np.array(batch, dtype=np.int64)
+    if isinstance(elem, float):
+        return np.array(batch, dtype=np.float64)
+    if isinstance(elem, (str, bytes)):
+        return list(batch)
+    if isinstance(elem, cabc.Mapping):
+        keys = list(elem)
+        for k, sample in enumerate(batch):
+            if not isinstance(sample, cabc.Mapping) or list(sample) != keys:
+                found = list(sample) if isinstance(sample, cabc.Mapping) else type(sample).__name__
+                raise CollateError(
+                    f"default_collate: sample {k}{_where(path)} has keys {found}, "
+                    f"but sample 0 has keys {keys}"
+                )
+        out = {key: _collate([s[key] for s in batch], f"{path}[{key!r}]") for key in keys}
+        try:
+            return elem_type(out)
+        except TypeError:
+            return out
+    if _is_namedtuple(elem):
+        return elem_type(
+            *(_collate(list(s), f"{path}.{f}") for f, s in zip(elem._fields, zip(*batch)))
+        )
+    if isinstance(elem, cabc.Sequence):
+        n = len(elem)
+        for k, sample in enumerate(batch):
+            if len(sample) != n:
+                raise CollateError(
+                    f"default_collate: each element in list of batch should be of equal size; "
+                    f"sample {k}{_where(path)} has {len(sample)} elements, sample 0 has {n}"
+                )
+        columns = [_collate(list(col), f"{path}[{i}]") for i, col in enumerate(zip(*batch))]
+        if isinstance(elem, tuple):
+            return columns
+        try:
+            return elem_type(columns)  # type: ignore[call-arg]
+        except TypeError:
+            return columns
+    raise CollateError(f"default_collate: {_BAD_TYPE}; found {elem_type.__name__}{_where(path)}")
+
+
+def default_collate(batch: Any) -> Any:
+    """Stack a list of samples into a batch, recursing through containers.
+
+    Arrays and NumPy scalars are stacked with a new first axis; Python ints, floats and bools
+    become int64, float64 and bool arrays; strings and bytes stay lists; dicts, namedtuples
+    and lists are collated field by field (tuples become lists, as in PyTorch). Samples that
+    do not match raise :class:`~chute.errors.CollateError` naming the field, e.g. ``[0]['image']``.
+
+    Example:
+        >>> import numpy as np
+        >>> out = default_collate([(np.zeros(2), 1), (np.ones(2), 0)])
+        >>> out[0].shape, out[1].tolist()
+        ((2, 2), [1, 0])
+    """
+    if isinstance(batch, StackedSamples):
+        return _from_stacked(batch.data)
+    if not isinstance(batch, cabc.Sequence) or isinstance(batch, (str, bytes)):
+        raise CollateError(f"default_collate takes a list of samples, got {type(batch).__name__}")
+    if len(batch) == 0:
+        raise CollateError("default_collate got an empty list of samples")
+    return _collate(list(batch), "")
+
+
+def default_convert(data: Any) -> Any:
+    """The ``collate_fn`` when auto-batching is off: returns each sample as it is.
+
+    PyTorch's ``default_convert`` turns NumPy arrays into tensors; in chute the loader's
+    ``format`` argument does that (``format="torch"``), so samples pass through unchanged.
+    """
+    return data

@@ -1,0 +1,166 @@
+"""The last stage of the path of data: output format and pinned memory.
+
+Batches leave collate as whatever the samples were (NumPy for NumPy samples, torch for torch
+samples). ``format`` converts them without a copy on the CPU: ``"numpy"``, ``"torch"``
+(``torch.from_numpy``) or ``"jax"`` (DLPack where possible). ``pin_memory`` then gives
+page-locked torch tensors, or calls a custom batch's own ``pin_memory()``; without an
+accelerator it warns once and leaves the batch as it is, as PyTorch does.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._lazy import loaded, require
+from .errors import ChuteValueError
+
+__all__ = ["FORMATS", "OutputStage", "to_format", "pin_memory", "accelerator_available"]
+
+FORMATS = (None, "numpy", "torch", "jax")
+
+NO_ACCELERATOR_WARNING = (
+    "'pin_memory' argument is set as true but no accelerator is found, "
+    "then device pinned memory won't be used."
+)
+
+
+def _rebuild(data: Any, fn: Callable[[Any], Any]) -> Any:
+    """Apply ``fn`` to each child of a tuple, list, namedtuple or mapping, keeping its type."""
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(fn(x) for x in data))
+    if isinstance(data, (tuple, list)):
+        return type(data)(fn(x) for x in data)
+    out = {k: fn(v) for k, v in data.items()}
+    try:
+        return type(data)(out)
+    except TypeError:
+        return out
+
+
+def _map(fn: Callable[[Any], Any], data: Any) -> Any:
+    if isinstance(data, (tuple, list, cabc.Mapping)):
+        return _rebuild(data, lambda x: _map(fn, x))
+    return fn(data)
+
+
+def _to_torch(torch: Any, x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "OUS":
+            return x
+        if not x.flags.writeable:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.from_numpy(x)
+        return torch.from_numpy(x)
+    if isinstance(x, np.generic) and x.dtype.kind not in "OUS":
+        return torch.from_numpy(np.asarray(x))
+    return x
+
+
+def _to_numpy(torch: Any, x: Any) -> Any:
+    if torch is not None and isinstance(x, torch.Tensor):
+        if x.requires_grad or x.device.type != "cpu":
+            return x.detach().cpu().numpy()
+        return x.numpy()
+    return x
+
+
+def _to_jax(jnp: Any, torch: Any, x: Any) -> Any:
+    x = _to_numpy(torch, x)
+    if isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind not in "OUS":
+        arr = np.asarray(x)
+        try:
+            return jnp.from_dlpack(arr)
+        except Exception:  # unaligned or unsupported dtype: fall back to a copy
+            return jnp.asarray(arr)
+    return x
+
+
+def to_format(batch: Any, format: str | None) -> Any:
+    """Convert every array or tensor leaf of ``batch`` to ``format`` (None: leave as is).
+
+    Example:
+        >>> import numpy as np
+        >>> to_format({"x": np.zeros(2)}, "numpy")["x"].dtype
+        dtype('float64')
+    """
+    if format is None:
+        return batch
+    if format == "numpy":
+        torch = loaded("torch")
+        return _map(lambda x: _to_numpy(torch, x), batch)
+    if format == "torch":
+        torch = require("torch", 'format="torch"')
+        return _map(lambda x: _to_torch(torch, x), batch)
+    if format == "jax":
+        jnp = require("jax.numpy", 'format="jax"')
+        torch = loaded("torch")
+        return _map(lambda x: _to_jax(jnp, torch, x), batch)
+    raise ChuteValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
+def accelerator_available() -> bool:
+    """True when torch is importable and sees an accelerator that can use pinned memory."""
+    torch = loaded("torch")
+    if torch is None:
+        return False
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None and hasattr(acc, "is_available"):
+        return bool(acc.is_available())
+    return bool(torch.cuda.is_available())
+
+
+def pin_memory(batch: Any) -> Any:
+    """Page-lock the torch tensors of ``batch``; a custom batch's own ``pin_memory()`` is called."""
+    if hasattr(batch, "pin_memory"):
+        return batch.pin_memory()
+    if isinstance(batch, (tuple, list, cabc.Mapping)):
+        return _rebuild(batch, pin_memory)
+    return batch
+
+
+class OutputStage:
+    """Format conversion then pinning, applied by the loader to every batch in the main process.
+
+    Args:
+        format: None, "numpy", "torch" or "jax".
+        pin: whether the loader was asked for pinned memory.
+        available: the accelerator check (a parameter so tests can stand in for a device).
+        pin_fn: the pinning function (tests and the worker transport may supply their own).
+    """
+
+    def __init__(
+        self,
+        format: str | None,
+        pin: bool,
+        available: Callable[[], bool] = accelerator_available,
+        pin_fn: Callable[[Any], Any] = pin_memory,
+    ) -> None:
+        if format not in FORMATS:
+            raise ChuteValueError(f"format must be one of {FORMATS}, got {format!r}")
+        self.format = format
+        self.pin = pin
+        self._available = available
+        self._pin_fn = pin_fn
+        self._checked = False
+
+    def _pinning(self) -> bool:
+        if not self.pin:
+            return False
+        if not self._checked:
+            self._checked = True
+            if not self._available():
+                warnings.warn(NO_ACCELERATOR_WARNING, UserWarning, stacklevel=4)
+                self.pin = False
+        return self.pin
+
+    def __call__(self, batch: Any) -> Any:
+        batch = to_format(batch, self.format)
+        if self._pinning():
+            batch = self._pin_fn(batch)
+        return batch

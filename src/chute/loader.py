@@ -1,0 +1,440 @@
+"""DataLoader: PyTorch's arguments and rules, batch-first fetch, exact resume.
+
+NOTE [ Loader state and exact resume ]
+A loader's progress is four numbers: the loader ``seed`` (keys the per-sample random streams
+and the loader-made shuffle sampler), the ``epoch`` in progress, how many batches of it were
+handed to the user, and the sampler's state at the start of that epoch (``{"seed", "epoch"}``
+for chute samplers). :meth:`DataLoader.load_state_dict` restores them and the next ``iter()``
+starts at that batch: the sampler recomputes the epoch's index array and the batch sampler
+slices it, so no batch before the resume point is fetched, transformed or collated. Batches
+prefetched by workers but not yet handed out are not counted, so they are fetched again.
+Iterable datasets without their own ``state_dict`` are resumed by iterating past the
+consumed batches without collating them.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from .collate import default_collate, default_convert
+from .dataset import is_iterable_dataset
+from .device import FORMATS, OutputStage
+from .errors import ChuteTypeError, ChuteValueError
+from .fetch import IterableFetcher, MapFetcher
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, seed_from
+
+__all__ = ["DataLoader"]
+
+T = TypeVar("T")
+STATE_VERSION = 1
+WORKER_TYPES = ("process", "thread")
+_FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
+
+
+class DataLoader(Generic[T]):
+    """Iterate a dataset in batches: ``torch.utils.data.DataLoader``'s arguments and rules.
+
+    Args:
+        dataset: a map-style (``__len__``/``__getitem__``, optionally ``__getitems__``) or
+            iterable (``__iter__``) dataset; a ``torch.utils.data.Dataset`` works as it is.
+        batch_size: samples per batch; None turns off auto-batching.
+        shuffle: reshuffle at every epoch (every ``iter()``).
+        sampler: yields indices; mutually exclusive with ``shuffle``.
+        batch_sampler: yields lists of indices; mutually exclusive with batch_size, shuffle,
+            sampler and drop_last.
+        num_workers: worker processes (or threads, see ``worker_type``); 0 loads in this
+            process. Batches are the same, bit for bit, whatever the number.
+        collate_fn: merges a list of samples into a batch (default :func:`default_collate`).
+        pin_memory: page-locked torch tensors (warns once and goes on without an accelerator).
+        drop_last: drop the last incomplete batch.
+        timeout: seconds to wait for a batch from the workers (0: forever).
+        worker_init_fn: called with the worker id in each worker.
+        multiprocessing_context: "fork", "spawn", "forkserver" or a context object.
+        generator: a ``torch.Generator`` or NumPy Generator to draw ``seed`` from.
+        prefetch_factor: batches in flight per worker (default 2 with workers).
+        persistent_workers: keep workers alive between epochs.
+        pin_memory_device: accepted for compatibility (deprecated in PyTorch); ignored.
+        in_order: accepted for compatibility; chute always yields batches in sampler order.
+        seed: seeds the shuffle order and the per-sample random streams (fresh if None).
+        format: None (what collate made), "numpy", "torch" or "jax".
+        worker_type: "process" or "thread".
+
+    Example:
+        >>> import numpy as np
+        >>> from chute import TensorDataset
+        >>> ds = TensorDataset(np.arange(10, dtype=np.float32), np.arange(10))
+        >>> [b[1].tolist() for b in DataLoader(ds, batch_size=4)]
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Any = None,
+        batch_sampler: Any = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], None] | None = None,
+        multiprocessing_context: Any = None,
+        generator: Any = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+        in_order: bool = True,
+        seed: int | None = None,
+        format: str | None = None,
+        worker_type: str = "process",
+    ) -> None:
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ChuteValueError(
+                f"num_workers option should be non-negative; use num_workers=0 to disable "
+                f"multiprocessing (got num_workers={num_workers!r})"
+            )
+        if timeout < 0:
+            raise ChuteValueError(f"timeout option should be non-negative, got timeout={timeout!r}")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ChuteValueError(
+                f"prefetch_factor option could only be specified in multiprocessing; let "
+                f"num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to "
+                f"None (got prefetch_factor={prefetch_factor!r})"
+            )
+        if num_workers > 0 and prefetch_factor is None:
+            prefetch_factor = 2
+        elif prefetch_factor is not None and prefetch_factor < 0:
+            raise ChuteValueError(
+                f"prefetch_factor option should be non-negative, got {prefetch_factor!r}"
+            )
+        if persistent_workers and num_workers == 0:
+            raise ChuteValueError(
+                f"persistent_workers option needs num_workers > 0 (got "
+                f"persistent_workers={persistent_workers!r}, num_workers={num_workers})"
+            )
+        if num_workers == 0 and multiprocessing_context is not None:
+            raise ChuteValueError(
+                f"multiprocessing_context can only be used with multi-process loading "
+                f"(num_workers > 0), but got num_workers={num_workers}"
+            )
+        if format not in FORMATS:
+            raise ChuteValueError(f"format must be one of {FORMATS}, got format={format!r}")
+        if worker_type not in WORKER_TYPES:
+            raise ChuteValueError(
+                f"worker_type must be one of {WORKER_TYPES}, got worker_type={worker_type!r}"
+            )
+
+        iterable = is_iterable_dataset(dataset)
+        if iterable:
+            if shuffle not in {False, None}:
+                raise ChuteValueError(
+                    f"DataLoader with IterableDataset: expected unspecified shuffle option, "
+                    f"but got shuffle={shuffle}"
+                )
+            if sampler is not None:
+                raise ChuteValueError(
+                    f"DataLoader with IterableDataset: expected unspecified sampler option, "
+                    f"but got sampler={sampler}"
+                )
+            if batch_sampler is not None:
+                raise ChuteValueError(
+                    f"DataLoader with IterableDataset: expected unspecified batch_sampler "
+                    f"option, but got batch_sampler={batch_sampler}"
+                )
+        shuffle = bool(shuffle)
+        if sampler is not None and shuffle:
+            raise ChuteValueError(
+                f"sampler option is mutually exclusive with shuffle (got shuffle={shuffle!r} "
+                f"and sampler={type(sampler).__name__}); pass only one of them"
+            )
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ChuteValueError(
+                    f"batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                    f"sampler, and drop_last (got batch_size={batch_size!r}, shuffle={shuffle!r}, "
+                    f"sampler={type(sampler).__name__ if sampler is not None else None}, "
+                    f"drop_last={drop_last!r}); leave them at their defaults"
+                )
+            batch_size = None
+            drop_last = False
+        elif batch_size is None and drop_last:
+            raise ChuteValueError(
+                f"batch_size=None option disables auto-batching and is mutually exclusive "
+                f"with drop_last (got drop_last={drop_last!r})"
+            )
+
+        self.seed = seed_from(generator, seed)
+        self._own_sampler = sampler is None and not iterable
+        if sampler is None and not iterable:
+            sampler = (
+                RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
+            )
+        if batch_size is not None and batch_sampler is None and not iterable:
+            batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+        elif batch_size is not None and iterable:
+            BatchSampler(range(0), batch_size, drop_last)  # same argument checks as map-style
+
+        self._iterable = iterable  # read by _auto_collation below
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
+        self.num_workers = num_workers
+        self.collate_fn = collate_fn or (
+            default_collate if self._auto_collation else default_convert
+        )
+        self.pin_memory = pin_memory
+        self.pin_memory_device = pin_memory_device
+        self.in_order = in_order
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.generator = generator
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = persistent_workers
+        self.format = format
+        self.worker_type = worker_type
+        self._output = OutputStage(format, pin_memory)
+        self._next_epoch = 0
+        self._resume_batches = 0
+        self._live: _LoaderIter | None = None
+        self._pool: Any = None
+        self._initialized = True
+
+    # -- PyTorch forbids changing these once the loader exists -------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_initialized", False) and name in _FROZEN:
+            raise ChuteValueError(
+                f"{name} attribute should not be set after DataLoader is initialized "
+                f"(tried to set {name}={reprlib.repr(value)}); create a new DataLoader instead"
+            )
+        super().__setattr__(name, value)
+
+    @property
+    def _auto_collation(self) -> bool:
+        return self.batch_sampler is not None or (self._iterable and self.batch_size is not None)
+
+    @property
+    def _index_sampler(self) -> Any:
+        return self.batch_sampler if self.batch_sampler is not None else self.sampler
+
+    def __len__(self) -> int:
+        if self._iterable:
+            try:
+                n = len(self.dataset)
+            except TypeError:
+                raise ChuteTypeError(
+                    f"len() of a DataLoader over {type(self.dataset).__name__}: the iterable "
+                    f"dataset has no __len__"
+                ) from None
+            if self.batch_size is None:
+                return n
+            full, rest = divmod(n, self.batch_size)
+            return full if self.drop_last or not rest else full + 1
+        return len(self._index_sampler)
+
+    # -- iteration ------------------------------------------------------------------------------
+    def __iter__(self) -> _LoaderIter:
+        epoch = self._next_epoch
+        self._next_epoch += 1
+        skip, self._resume_batches = self._resume_batches, 0
+        if self._own_sampler and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        sampler_state = _sampler_state(self.sampler)
+        if self._live is not None:
+            self._live.close()
+        self._live = _LoaderIter(self, epoch, skip, sampler_state)
+        return self._live
+
+    def _fetcher(self) -> MapFetcher | IterableFetcher:
+        if self._iterable:
+            return IterableFetcher(
+                self.dataset, self.collate_fn, self.batch_size, self.drop_last, self.seed
+            )
+        return MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
+
+    def _tasks(self, skip: int) -> Iterator[Any]:
+        index_sampler = self._index_sampler
+        batches_from = getattr(index_sampler, "batches_from", None)
+        if batches_from is not None:
+            return batches_from(skip)
+        it = iter(index_sampler)
+        for _ in range(skip):
+            next(it, None)
+        return it
+
+    def _worker_pool(self) -> Any:
+        from .workers import WorkerPool  # type: ignore[attr-defined]
+
+        if self._pool is not None:
+            return self._pool
+        pool = WorkerPool(
+            self._fetcher(),
+            num_workers=self.num_workers,
+            worker_type=self.worker_type,
+            multiprocessing_context=self.multiprocessing_context,
+            worker_init_fn=self.worker_init_fn,
+            base_seed=self.seed,
+            prefetch_factor=self.prefetch_factor or 2,
+            timeout=float(self.timeout),
+            persistent=self.persistent_workers,
+        )
+        if self.persistent_workers:
+            self._pool = pool
+        return pool
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The loader's progress: small, JSON-serialisable (see NOTE [ Loader state ... ]).
+
+        Example:
+            >>> import numpy as np
+            >>> from chute import TensorDataset
+            >>> dl = DataLoader(TensorDataset(np.arange(8)), batch_size=2, shuffle=True, seed=1)
+            >>> it = iter(dl); _ = next(it)
+            >>> dl2 = DataLoader(TensorDataset(np.arange(8)), batch_size=2, shuffle=True)
+            >>> dl2.load_state_dict(dl.state_dict())
+            >>> [b[0].tolist() for b in dl2] == [b[0].tolist() for b in it]
+            True
+        """
+        live = self._live
+        if live is not None and not live.exhausted:
+            epoch, batches, sampler = live.epoch, live.yielded, live.sampler_state
+        else:
+            epoch, batches = self._next_epoch, self._resume_batches
+            sampler = _sampler_state(self.sampler)
+        return {
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "epoch": epoch,
+            "batches": batches,
+            "sampler": sampler,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``: the next ``iter()`` yields what the saved run would have."""
+        missing = {"version", "seed", "epoch", "batches", "sampler"} - set(state)
+        if missing:
+            raise ChuteValueError(
+                f"load_state_dict: state is missing {sorted(missing)}; pass a dict made by "
+                f"DataLoader.state_dict()"
+            )
+        if state["version"] != STATE_VERSION:
+            raise ChuteValueError(
+                f"load_state_dict: state version {state['version']!r} is not supported "
+                f"(expected {STATE_VERSION})"
+            )
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+        object.__setattr__(self, "seed", int(state["seed"]))
+        if state["sampler"] is not None:
+            if not hasattr(self.sampler, "load_state_dict"):
+                raise ChuteValueError(
+                    f"load_state_dict: the state has a sampler state but the sampler "
+                    f"{type(self.sampler).__name__} has no load_state_dict"
+                )
+            self.sampler.load_state_dict(state["sampler"])
+        self._next_epoch = int(state["epoch"])
+        self._resume_batches = int(state["batches"])
+        if self._pool is not None:  # persistent workers hold a fetcher with the old seed
+            self._pool.shutdown()
+            object.__setattr__(self, "_pool", None)
+
+    def close(self) -> None:
+        """Stop the workers (persistent ones included) and free their shared memory."""
+        if self._live is not None:
+            self._live.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+            object.__setattr__(self, "_pool", None)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to clean that the OS won't
+            pass
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader(dataset={type(self.dataset).__name__}, batch_size={self.batch_size}, "
+            f"num_workers={self.num_workers}, format={self.format!r}, seed={self.seed})"
+        )
+
+
+def _sampler_state(sampler: Any) -> dict[str, Any] | None:
+    get = getattr(sampler, "state_dict", None)
+    return dict(get()) if get is not None else None
+
+
+class _LoaderIter:
+    """One epoch of a DataLoader; counts what it hands out so the loader can save its state."""
+
+    def __init__(self, loader: DataLoader[Any], epoch: int, skip: int, sampler_state: Any) -> None:
+        self.loader = loader
+        self.epoch = epoch
+        self.yielded = skip
+        self.sampler_state = sampler_state
+        self.exhausted = False
+        self._pool: Any = None
+        self._it = self._batches(skip)
+
+    def _batches(self, skip: int) -> Iterator[Any]:
+        loader = self.loader
+        fetcher = loader._fetcher()
+        if loader.num_workers == 0:
+            if isinstance(fetcher, IterableFetcher):
+                yield from fetcher.batches(self.epoch, skip)
+            else:
+                for task in loader._tasks(skip):
+                    yield fetcher(task, self.epoch)
+            return
+        self._pool = loader._worker_pool()
+        if isinstance(fetcher, IterableFetcher):
+            yield from self._pool.iterable_epoch(self.epoch, skip)
+        else:
+            yield from self._pool.map_epoch(self.epoch, loader._tasks(skip))
+
+    def __iter__(self) -> _LoaderIter:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self._finish()
+            raise
+        except BaseException:
+            self.close()
+            raise
+        self.yielded += 1
+        return self.loader._output(batch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _finish(self) -> None:
+        self.exhausted = True
+        self.close()
+
+    def close(self) -> None:
+        """Stop this epoch: release its workers (unless persistent) and their buffers."""
+        it, self._it = self._it, iter(())
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+        if self._pool is not None and not self.loader.persistent_workers:
+            self._pool.shutdown()
+        self._pool = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,421 @@
+"""Samplers: pure index math.
+
+NOTE [ Epoch order is a pure function ]
+The order of an epoch depends on ``(seed, epoch, rank, num_replicas)`` and the sampler's own
+arguments only: never on the worker count, the wall clock or global RNG state. A sampler's
+whole state is therefore ``{"seed", "epoch"}``, which makes resuming exact and cheap: the
+loader restores the state and slices the epoch's index array at the resume point, without
+fetching (or even drawing) the batches before it.
+
+Random samplers reshuffle on every ``iter()`` (as PyTorch's do): iterating uses the current
+``epoch`` and then advances it. ``DistributedSampler`` follows PyTorch and keeps the same
+order until ``set_epoch`` is called.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from ._lazy import loaded
+from .errors import ChuteTypeError, ChuteValueError
+
+__all__ = [
+    "Sampler",
+    "SequentialSampler",
+    "RandomSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
+    "BatchSampler",
+    "DistributedSampler",
+    "seed_from",
+]
+
+T_co = TypeVar("T_co", covariant=True)
+_SEED_BITS = 63
+
+
+def seed_from(generator: Any = None, seed: int | None = None) -> int:
+    """Return an integer seed: ``seed`` if given, else one drawn from ``generator``, else fresh.
+
+    ``generator`` may be a ``torch.Generator`` (one int64 is drawn from it, as PyTorch draws
+    its loader base seed) or a ``numpy.random.Generator``.
+    """
+    if seed is not None:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ChuteTypeError(f"seed must be an int, got {seed!r}")
+        return int(seed)
+    if generator is None:
+        return secrets.randbits(_SEED_BITS)
+    if isinstance(generator, np.random.Generator):
+        return int(generator.integers(0, 2**_SEED_BITS))
+    torch = loaded("torch")
+    if torch is not None and isinstance(generator, torch.Generator):
+        draw = torch.empty((), dtype=torch.int64).random_(generator=generator)
+        return int(draw.item())
+    raise ChuteTypeError(
+        f"generator must be a torch.Generator or numpy.random.Generator, "
+        f"got {type(generator).__name__}"
+    )
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of one epoch of one sampler; independent of any per-sample stream."""
+    return np.random.default_rng([seed & (2**64 - 1), epoch & (2**64 - 1), 0x5EED])
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ChuteValueError(
+            f"{name} should be a positive integer value, but got {name}={value!r}"
+        )
+    return int(value)
+
+
+def _check_bool(name: str, value: Any, error: type[Exception] = ChuteValueError) -> bool:
+    if not isinstance(value, bool):
+        raise error(f"{name} should be a boolean value, but got {name}={value!r}")
+    return value
+
+
+class Sampler(Generic[T_co]):
+    """Base class of samplers: an iterable of dataset indices (or of batches of them).
+
+    chute's index samplers also expose ``epoch_indices()``, the whole epoch as one NumPy array,
+    which the loader slices instead of iterating index by index.
+    """
+
+    def __init__(self, data_source: Sized | None = None) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[T_co]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+
+class _EpochSampler(Sampler[int]):
+    """A sampler whose epoch is one NumPy array computed from ``(seed, epoch)``."""
+
+    seed: int = 0
+    epoch: int = 0
+    _advance_on_iter = False
+
+    def epoch_indices(self) -> np.ndarray:
+        """All indices of the current epoch, in order (does not advance the epoch)."""
+        raise NotImplementedError
+
+    def take_epoch(self) -> np.ndarray:
+        """The current epoch's indices; random samplers then move on to the next epoch."""
+        out = self.epoch_indices()
+        if self._advance_on_iter:
+            self.epoch += 1
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.take_epoch().tolist())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose order the next ``iter()`` yields."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's whole state: JSON-serialisable."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`."""
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+
+
+class SequentialSampler(_EpochSampler):
+    """Indices ``0 .. len(data_source) - 1`` in order.
+
+    Example:
+        >>> list(SequentialSampler(range(3)))
+        [0, 1, 2]
+    """
+
+    def __init__(self, data_source: Sized) -> None:
+        self.data_source = data_source
+
+    def epoch_indices(self) -> np.ndarray:
+        return np.arange(len(self.data_source), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+class RandomSampler(_EpochSampler):
+    """A random permutation per epoch, or ``num_samples`` draws with replacement.
+
+    Args:
+        data_source: the dataset (only its length is used).
+        replacement: draw with replacement.
+        num_samples: how many indices an epoch has (default ``len(data_source)``); without
+            replacement, more than the length chains several permutations, as PyTorch does.
+        generator: a ``torch.Generator`` or NumPy Generator to draw the seed from.
+        seed: the seed of the epoch orders (drawn from ``generator`` or fresh if None).
+
+    Example:
+        >>> s = RandomSampler(range(5), seed=0)
+        >>> a, b = list(s), list(s)
+        >>> sorted(a) == sorted(b) == [0, 1, 2, 3, 4], a != b
+        (True, True)
+    """
+
+    _advance_on_iter = True
+
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: Any = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self.data_source = data_source
+        self.replacement = _check_bool("replacement", replacement, ChuteTypeError)
+        self._num_samples = num_samples
+        if num_samples is not None:
+            _check_positive_int("num_samples", num_samples)
+        self.generator = generator
+        self.seed = seed_from(generator, seed)
+        self.epoch = 0
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.data_source) if self._num_samples is None else int(self._num_samples)
+
+    def epoch_indices(self) -> np.ndarray:
+        n = len(self.data_source)
+        rng = _epoch_rng(self.seed, self.epoch)
+        if self.replacement:
+            return rng.integers(0, n, size=self.num_samples, dtype=np.int64)
+        reps, rest = divmod(self.num_samples, n) if n else (0, 0)
+        parts = [rng.permutation(n) for _ in range(reps)]
+        if rest:
+            parts.append(rng.permutation(n)[:rest])
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class SubsetRandomSampler(_EpochSampler):
+    """The given indices in a random order, reshuffled every epoch.
+
+    Example:
+        >>> sorted(SubsetRandomSampler([7, 3, 5], seed=1))
+        [3, 5, 7]
+    """
+
+    _advance_on_iter = True
+
+    def __init__(self, indices: Sequence[int], generator: Any = None, *, seed: int | None = None):
+        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self.generator = generator
+        self.seed = seed_from(generator, seed)
+        self.epoch = 0
+
+    def epoch_indices(self) -> np.ndarray:
+        return self.indices[_epoch_rng(self.seed, self.epoch).permutation(len(self.indices))]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class WeightedRandomSampler(_EpochSampler):
+    """``num_samples`` indices drawn with probabilities proportional to ``weights``.
+
+    Example:
+        >>> set(WeightedRandomSampler([0.0, 1.0, 0.0], 5, seed=0))
+        {1}
+    """
+
+    _advance_on_iter = True
+
+    def __init__(
+        self,
+        weights: Sequence[float],
+        num_samples: int,
+        replacement: bool = True,
+        generator: Any = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self.num_samples = _check_positive_int("num_samples", num_samples)
+        self.replacement = _check_bool("replacement", replacement)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1:
+            raise ChuteValueError(
+                f"weights should be a 1d sequence but given weights have shape {w.shape}"
+            )
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ChuteValueError(
+                f"weights must be finite, non-negative and not all zero, got {w[:8].tolist()}"
+            )
+        if not replacement and num_samples > np.count_nonzero(w):
+            raise ChuteValueError(
+                f"cannot draw num_samples={num_samples} without replacement from "
+                f"{np.count_nonzero(w)} non-zero weights"
+            )
+        self.weights = w
+        self.generator = generator
+        self.seed = seed_from(generator, seed)
+        self.epoch = 0
+
+    def epoch_indices(self) -> np.ndarray:
+        rng = _epoch_rng(self.seed, self.epoch)
+        p = self.weights / self.weights.sum()
+        draw = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
+        return draw.astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class DistributedSampler(_EpochSampler):
+    """The share of one rank in a distributed run, with PyTorch's padding and dropping rules.
+
+    Every rank gets ``num_samples`` indices; without ``drop_last`` the epoch is padded by
+    repeating its first indices so that it divides evenly, with ``drop_last`` the tail is
+    dropped. The epoch order depends on ``(seed, epoch)`` only; call :meth:`set_epoch` at the
+    start of every epoch to reshuffle, as with PyTorch.
+
+    Args:
+        dataset: the dataset (only its length is used).
+        num_replicas: world size (default: ``torch.distributed`` if initialised, else the
+            ``WORLD_SIZE`` environment variable, else 1).
+        rank: this process's rank (same defaults, with ``RANK``).
+        shuffle: shuffle the epoch.
+        seed: the seed, the same on every rank.
+        drop_last: drop the tail instead of padding.
+
+    Example:
+        >>> [list(DistributedSampler(range(5), 2, r, shuffle=False)) for r in (0, 1)]
+        [[0, 2, 4], [1, 3, 0]]
+    """
+
+    def __init__(
+        self,
+        dataset: Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if num_replicas is None or rank is None:
+            world, me = _distributed_defaults()
+            num_replicas = world if num_replicas is None else num_replicas
+            rank = me if rank is None else rank
+        if not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
+            raise ChuteValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+        if not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+            raise ChuteValueError(
+                f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]"
+            )
+        self.dataset = dataset
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    @property
+    def num_samples(self) -> int:
+        n = len(self.dataset)
+        if self.drop_last and n % self.num_replicas:
+            return math.ceil((n - self.num_replicas) / self.num_replicas)
+        return math.ceil(n / self.num_replicas)
+
+    @property
+    def total_size(self) -> int:
+        return self.num_samples * self.num_replicas
+
+    def epoch_indices(self) -> np.ndarray:
+        n = len(self.dataset)
+        if self.shuffle:
+            order = _epoch_rng(self.seed, self.epoch).permutation(n).astype(np.int64)
+        else:
+            order = np.arange(n, dtype=np.int64)
+        total = self.total_size
+        if total > n:
+            order = np.resize(order, total) if n else order
+        else:
+            order = order[:total]
+        return order[self.rank : total : self.num_replicas]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _distributed_defaults() -> tuple[int, int]:
+    torch = loaded("torch")
+    if torch is not None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+class BatchSampler(Sampler[list[int]]):
+    """Groups the indices of ``sampler`` into lists of ``batch_size``.
+
+    Example:
+        >>> list(BatchSampler(SequentialSampler(range(5)), 2, drop_last=False))
+        [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
+        self.sampler = sampler
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.drop_last = _check_bool("drop_last", drop_last)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.batches_from(0)
+
+    def batches_from(self, start: int) -> Iterator[list[int]]:
+        """This epoch's batches from batch number ``start`` on.
+
+        With a chute sampler the epoch is one array that is sliced, so starting at batch
+        10,000 costs what starting at batch 10 does.
+        """
+        take = getattr(self.sampler, "take_epoch", None)
+        if take is not None:
+            return self._slices(take(), start)
+        return self._generic(start)
+
+    def _slices(self, order: np.ndarray, start: int) -> Iterator[list[int]]:
+        bs = self.batch_size
+        n = len(order)
+        stop = (n // bs) * bs if self.drop_last else n
+        for lo in range(start * bs, stop, bs):
+            yield order[lo : min(lo + bs, stop)].tolist()
+
+    def _generic(self, start: int) -> Iterator[list[int]]:
+        batch: list[int] = []
+        made = 0
+        for idx in self.sampler:
+            batch.append(idx)
+            if len(batch) == self.batch_size:
+                if made >= start:
+                    yield batch
+                made += 1
+                batch = []
+        if batch and not self.drop_last and made >= start:
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        if self.drop_last:
+            return n // self.batch_size
+        return (n + self.batch_size - 1) // self.batch_size
