@@ -293,11 +293,15 @@ def decode_image(
         >>> decode_image(encode_png(np.zeros((1, 2, 3), np.uint8))).shape
         (1, 2, 3)
     """
-    read_mode = _mode(mode)
     raw, name = _load_source(input)
+    return _decode_raw(raw, name, _mode(mode), apply_exif_orientation)
+
+
+def _decode_raw(raw: bytes, name: str, mode: ImageReadMode, exif: bool) -> np.ndarray:
+    """Decode encoded bytes; ``name`` (usually the path) is what errors mention."""
     if raw.startswith(_JPEG_MAGIC):
-        return _decode_jpeg_raw(raw, name, read_mode, None, apply_exif_orientation, None)
-    return _finish_pil(_open_pil(raw, name), read_mode, apply_exif_orientation, name)
+        return _decode_jpeg_raw(raw, name, mode, None, exif, None)
+    return _finish_pil(_open_pil(raw, name), mode, exif, name)
 
 
 def read_image(
