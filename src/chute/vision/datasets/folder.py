@@ -290,6 +290,18 @@ def _read_rows(path: str, header: Any) -> tuple[list[str] | None, list[tuple[int
     return None, rows
 
 
+def _smallest_int(values: np.ndarray) -> np.ndarray:
+    """``values`` in the smallest signed integer dtype that holds them (int8 ... int64)."""
+    if not len(values):
+        return values
+    lo, hi = int(values.min()), int(values.max())
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype)
+    return values
+
+
 def _is_int(text: str) -> bool:
     try:
         int(text)
@@ -408,8 +420,15 @@ class ImageCSVDataset(_PerSampleFetch, VisionDataset):
             if check_files and not os.path.isfile(os.path.join(self.img_dir, fields[img_col])):
                 raise FileNotFoundError(self._missing(line, fields[img_col]))
         self._names = PackedStrings(names)
-        self._labels = labels
-        self._lines = lines
+        self._labels = _smallest_int(labels)
+        # line numbers are kept only when they are not simply "row + first data line"
+        first = int(lines[0]) if len(lines) else 1
+        regular = bool(np.array_equal(lines, np.arange(first, first + len(lines))))
+        self._first_line = first
+        self._lines: np.ndarray | None = None if regular else lines
+
+    def _line(self, i: int) -> int:
+        return self._first_line + i if self._lines is None else int(self._lines[i])
 
     def _missing(self, line: int, name: str) -> str:
         return (
@@ -442,14 +461,12 @@ class ImageCSVDataset(_PerSampleFetch, VisionDataset):
                     with open(path, "rb") as f:
                         raw = f.read()
                 except FileNotFoundError:
-                    raise FileNotFoundError(
-                        self._missing(int(self._lines[i]), self._names[i])
-                    ) from None
+                    raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
                 return _reduced.run(plan, raw, path, self.read_mode)
         try:
             img = read_image(path, self.read_mode)
         except FileNotFoundError:
-            raise FileNotFoundError(self._missing(int(self._lines[i]), self._names[i])) from None
+            raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
         return self.transform(img) if self.transform is not None else img
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
