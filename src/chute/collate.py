@@ -9,6 +9,7 @@ not collate, decides whether a batch becomes torch or JAX.
 from __future__ import annotations
 
 import collections.abc as cabc
+import copy
 from typing import Any
 
 import numpy as np
@@ -97,13 +98,17 @@ def _collate(batch: list[Any], path: str) -> Any:
     if isinstance(elem, cabc.Mapping):
         keys = list(elem)
         for k, sample in enumerate(batch):
-            if not isinstance(sample, cabc.Mapping) or list(sample) != keys:
+            if not isinstance(sample, cabc.Mapping) or set(sample) != set(keys):
                 found = list(sample) if isinstance(sample, cabc.Mapping) else type(sample).__name__
                 raise CollateError(
                     f"default_collate: sample {k}{_where(path)} has keys {found}, "
                     f"but sample 0 has keys {keys}"
                 )
         out = {key: _collate([s[key] for s in batch], f"{path}[{key!r}]") for key in keys}
+        if isinstance(elem, cabc.MutableMapping):  # keeps defaultdict's factory, etc.
+            clone = copy.copy(elem)
+            clone.update(out)
+            return clone
         try:
             return elem_type(out)
         except TypeError:
@@ -154,9 +159,32 @@ def default_collate(batch: Any) -> Any:
 
 
 def default_convert(data: Any) -> Any:
-    """The ``collate_fn`` when auto-batching is off: returns each sample as it is.
+    """The ``collate_fn`` when auto-batching is off: the sample with PyTorch's structure.
 
-    PyTorch's ``default_convert`` turns NumPy arrays into tensors; in chute the loader's
-    ``format`` argument does that (``format="torch"``), so samples pass through unchanged.
+    As ``torch.utils.data.default_convert`` does, plain tuples become lists (namedtuples,
+    lists and mappings keep their type), recursively. Leaves are returned as they are:
+    PyTorch's version also turns NumPy arrays into tensors; in chute the loader's ``format``
+    argument does that (``format="torch"``).
+
+    Example:
+        >>> import numpy as np
+        >>> default_convert((np.zeros(2), {"y": (1, "a")}))
+        [array([0., 0.]), {'y': [1, 'a']}]
     """
+    if _is_namedtuple(data):
+        return type(data)(*(default_convert(x) for x in data))
+    if isinstance(data, tuple):
+        return [default_convert(x) for x in data]
+    if isinstance(data, cabc.Mapping):
+        out = {k: default_convert(v) for k, v in data.items()}
+        if isinstance(data, cabc.MutableMapping):
+            clone = copy.copy(data)
+            clone.update(out)
+            return clone
+        try:
+            return type(data)(out)  # type: ignore[call-arg]
+        except TypeError:
+            return out
+    if isinstance(data, list):
+        return [default_convert(x) for x in data]
     return data

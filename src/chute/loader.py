@@ -247,8 +247,8 @@ class DataLoader(Generic[T]):
         if self._own_sampler and hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         sampler_state = _sampler_state(self.sampler)
-        if self._live is not None:
-            self._live.close()
+        if self._live is not None and self._pool is not None:
+            self._live.close()  # persistent workers serve one epoch at a time, as in PyTorch
         self._live = _LoaderIter(self, epoch, skip, sampler_state)
         return self._live
 
@@ -383,23 +383,28 @@ class _LoaderIter:
         self.sampler_state = sampler_state
         self.exhausted = False
         self._pool: Any = None
-        self._it = self._batches(skip)
+        # the epoch's order is drawn now, so iterators made one after the other each get
+        # their own epoch even when the first one has not started yet
+        tasks = None if loader._iterable else loader._tasks(skip)
+        self._it = self._batches(skip, tasks)
 
-    def _batches(self, skip: int) -> Iterator[Any]:
+    def _batches(self, skip: int, tasks: Iterator[Any] | None) -> Iterator[Any]:
         loader = self.loader
         fetcher = loader._fetcher()
         if loader.num_workers == 0:
             if isinstance(fetcher, IterableFetcher):
                 yield from fetcher.batches(self.epoch, skip)
             else:
-                for task in loader._tasks(skip):
+                assert tasks is not None
+                for task in tasks:
                     yield fetcher(task, self.epoch)
             return
         self._pool = loader._worker_pool()
         if isinstance(fetcher, IterableFetcher):
             yield from self._pool.iterable_epoch(self.epoch, skip)
         else:
-            yield from self._pool.map_epoch(self.epoch, loader._tasks(skip))
+            assert tasks is not None
+            yield from self._pool.map_epoch(self.epoch, tasks)
 
     def __iter__(self) -> _LoaderIter:
         return self
