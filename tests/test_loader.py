@@ -842,3 +842,21 @@ def test_defaultdict_samples_keep_their_type() -> None:
     samples = [collections.defaultdict(list, a=np.ones(2) * i) for i in range(3)]
     (batch,) = list(chute.DataLoader(samples, batch_size=3))
     assert isinstance(batch, collections.defaultdict) and batch["a"].shape == (3, 2)
+
+
+def test_resume_fetches_nothing_before_the_resume_point() -> None:
+    """Restoring at batch 1000 costs what restoring at batch 10 does: no replay."""
+    ds = Batched(10_000)
+    run = chute.DataLoader(ds, batch_size=5, shuffle=True, seed=2)
+    it = iter(run)
+    for _ in range(1000):
+        next(it)
+    expected = next(it)
+    state = json.loads(json.dumps(run.state_dict()))
+    state["batches"] = 1000
+    fresh = Batched(10_000)
+    resumed = chute.DataLoader(fresh, batch_size=5, shuffle=True)
+    resumed.load_state_dict(state)
+    got = next(iter(resumed))
+    np.testing.assert_array_equal(got, expected)
+    assert len(fresh.getitems) == 1 and fresh.getitem == 0
