@@ -860,3 +860,26 @@ def test_resume_fetches_nothing_before_the_resume_point() -> None:
     got = next(iter(resumed))
     np.testing.assert_array_equal(got, expected)
     assert len(fresh.getitems) == 1 and fresh.getitem == 0
+
+
+def test_state_before_iterating_and_right_after_loading() -> None:
+    ds = Noisy(11)
+    ref = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    expected = [_batches_as_lists(ref) for _ in range(2)]
+
+    fresh = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    untouched = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    untouched.load_state_dict(json.loads(json.dumps(fresh.state_dict())))
+    assert [_batches_as_lists(untouched) for _ in range(2)] == expected
+
+    run = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    it = iter(run)
+    for _ in range(3):
+        next(it)
+    state = run.state_dict()
+    again = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    again.load_state_dict(state)
+    assert again.state_dict() == state  # a checkpoint taken before iterating is the same
+    third = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    third.load_state_dict(again.state_dict())
+    assert _batches_as_lists(third) == expected[0][3:]
