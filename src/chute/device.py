@@ -52,6 +52,9 @@ def _to_torch(torch: Any, x: Any) -> Any:
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "OUS":
             return x
+        if not x.dtype.isnative or any(st < 0 for st in x.strides):
+            # torch cannot share these (a flipped view, big-endian data): copy, only then
+            x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
         if not x.flags.writeable:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
