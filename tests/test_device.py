@@ -248,3 +248,12 @@ def test_loader_format_torch_with_a_flipping_batch_transform() -> None:
     (batch,) = list(chute.DataLoader(Flipped(), batch_size=4, format="torch"))
     assert isinstance(batch, torch.Tensor)
     assert batch.tolist() == [[2, 1, 0], [3, 2, 1], [4, 3, 2], [5, 4, 3]]
+
+
+@pytest.mark.parametrize("fmt", ["torch", "numpy"])
+def test_defaultdict_batch_keeps_its_type(fmt: str) -> None:
+    batch = collections.defaultdict(list, x=np.zeros(2))
+    out = to_format(batch, fmt)
+    assert type(out) is collections.defaultdict and out.default_factory is list
+    assert out["missing"] == []
+    assert batch["x"] is not out["x"] or fmt == "numpy"

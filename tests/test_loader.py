@@ -184,15 +184,6 @@ def test_format_numpy_turns_torch_batches_into_numpy() -> None:
     assert isinstance(y, np.ndarray) and y.tolist() == [0, 1, 2]
 
 
-def test_format_jax() -> None:
-    jax = pytest.importorskip("jax")
-    ds = chute.TensorDataset(np.arange(12, dtype=np.float32).reshape(6, 2), np.arange(6))
-    x, y = next(iter(chute.DataLoader(ds, batch_size=4, format="jax")))
-    assert isinstance(x, jax.Array) and isinstance(y, jax.Array)
-    assert x.shape == (4, 2) and x.dtype == np.float32
-    np.testing.assert_array_equal(np.asarray(x), np.arange(8, dtype=np.float32).reshape(4, 2))
-
-
 def test_bad_format() -> None:
     ds = chute.TensorDataset(np.zeros(3))
     with pytest.raises(
