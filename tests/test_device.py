@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import subprocess
 import sys
 import warnings
 from typing import Any, NamedTuple
@@ -78,14 +79,32 @@ def test_numpy_is_zero_copy() -> None:
     assert isinstance(out[1]["g"], np.ndarray) and out[1]["g"].tolist() == [1.0, 1.0]
 
 
+JAX_SCRIPT = """
+import collections, numpy as np, torch, jax
+import chute
+from chute.device import to_format
+Pair = collections.namedtuple("Pair", "x y")
+x = np.arange(8, dtype=np.float32).reshape(2, 4)
+out = to_format(Pair(x, torch.arange(3)), "jax")
+assert isinstance(out, Pair)
+assert isinstance(out.x, jax.Array) and out.x.dtype == np.float32
+np.testing.assert_array_equal(np.asarray(out.x), x)
+assert isinstance(out.y, jax.Array) and np.asarray(out.y).tolist() == [0, 1, 2]
+ds = chute.TensorDataset(np.arange(10, dtype=np.float32), np.arange(10))
+xb, yb = next(iter(chute.DataLoader(ds, batch_size=4, format="jax")))
+assert isinstance(xb, jax.Array) and np.asarray(yb).tolist() == [0, 1, 2, 3]
+print("ok")
+"""
+
+
 def test_jax() -> None:
-    jax = pytest.importorskip("jax")
-    x = np.arange(8, dtype=np.float32).reshape(2, 4)
-    out = to_format(Pair(x, torch.arange(3)), "jax")
-    assert isinstance(out, Pair)
-    assert isinstance(out.x, jax.Array) and out.x.dtype == np.float32
-    np.testing.assert_array_equal(np.asarray(out.x), x)
-    assert isinstance(out.y, jax.Array) and np.asarray(out.y).tolist() == [0, 1, 2]
+    # In a child process: JAX starts threads, and worker tests later in this process fork.
+    pytest.importorskip("jax")
+    proc = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
 
 
 def test_bad_format() -> None:
@@ -200,3 +219,41 @@ def test_ordered_dict_batch_keeps_its_type_with_format() -> None:
     batch = collections.OrderedDict(x=np.zeros(2))
     out = to_format(batch, "torch")
     assert isinstance(out, collections.OrderedDict) and isinstance(out["x"], torch.Tensor)
+
+
+def test_torch_copies_only_what_torch_cannot_share() -> None:
+    """A batch-first transform may return a flipped view or big-endian data (torch.from_numpy
+    refuses both); those are copied, everything else is shared."""
+    base = np.arange(6).reshape(2, 3)
+    flipped = to_format(base[:, ::-1], "torch")
+    assert flipped.tolist() == [[2, 1, 0], [5, 4, 3]]
+    big_endian = to_format(np.arange(4, dtype=">i4"), "torch")
+    assert big_endian.dtype == torch.int32 and big_endian.tolist() == [0, 1, 2, 3]
+    strided = base[:, ::2]  # positive strides: shared
+    assert to_format(strided, "torch").data_ptr() == address(strided)
+
+
+def test_loader_format_torch_with_a_flipping_batch_transform() -> None:
+    class Flipped(chute.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> Any:
+            return np.arange(3) + i
+
+        def __getitems__(self, indices: list[int]) -> chute.StackedSamples:
+            rows = np.arange(3)[None, :] + np.asarray(indices)[:, None]
+            return chute.StackedSamples(rows[:, ::-1], len(indices))
+
+    (batch,) = list(chute.DataLoader(Flipped(), batch_size=4, format="torch"))
+    assert isinstance(batch, torch.Tensor)
+    assert batch.tolist() == [[2, 1, 0], [3, 2, 1], [4, 3, 2], [5, 4, 3]]
+
+
+@pytest.mark.parametrize("fmt", ["torch", "numpy"])
+def test_defaultdict_batch_keeps_its_type(fmt: str) -> None:
+    batch = collections.defaultdict(list, x=np.zeros(2))
+    out = to_format(batch, fmt)
+    assert type(out) is collections.defaultdict and out.default_factory is list
+    assert isinstance(out["x"], torch.Tensor if fmt == "torch" else np.ndarray)
+    assert out["missing"] == []
