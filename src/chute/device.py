@@ -139,7 +139,8 @@ class OutputStage:
         format: None, "numpy", "torch" or "jax".
         pin: whether the loader was asked for pinned memory.
         available: the accelerator check (a parameter so tests can stand in for a device).
-        pin_fn: the pinning function (tests and the worker transport may supply their own).
+        pin_fn: the pinning function; None (default) copies into reusable page-locked
+            buffers, see NOTE [ Pinned buffer reuse ] in ``pinned.py`` (tests supply their own).
     """
 
     def __init__(
@@ -147,7 +148,7 @@ class OutputStage:
         format: str | None,
         pin: bool,
         available: Callable[[], bool] = accelerator_available,
-        pin_fn: Callable[[Any], Any] = pin_memory,
+        pin_fn: Callable[[Any], Any] | None = None,
     ) -> None:
         if format not in FORMATS:
             raise ChuteValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -170,5 +171,9 @@ class OutputStage:
     def __call__(self, batch: Any) -> Any:
         batch = to_format(batch, self.format)
         if self._pinning():
+            if self._pin_fn is None:
+                from .pinned import PinnedBuffers
+
+                self._pin_fn = PinnedBuffers()
             batch = self._pin_fn(batch)
         return batch
