@@ -25,6 +25,7 @@ from .device import FORMATS, OutputStage
 from .errors import ChuteTypeError, ChuteValueError
 from .fetch import IterableFetcher, MapFetcher
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, seed_from
+from .workers import WorkerPool
 
 __all__ = ["DataLoader"]
 
@@ -281,8 +282,6 @@ class DataLoader(Generic[T]):
         return it
 
     def _worker_pool(self) -> Any:
-        from .workers import WorkerPool  # type: ignore[attr-defined]
-
         if self._pool is not None:
             return self._pool
         pool = WorkerPool(

@@ -94,7 +94,11 @@ def seed_globals(seed: int) -> None:
     np.random.seed(seed & 0xFFFFFFFF)
     torch = loaded("torch")
     if torch is not None:
-        torch.manual_seed(seed)
+        # what torch.manual_seed does for the CPU and CUDA, without its other backends'
+        # hooks (0.6 ms in a freshly forked worker, on the way to the first batch)
+        torch.default_generator.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
 
 
 def set_torch_worker_info(info: WorkerInfo) -> None:

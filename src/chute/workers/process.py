@@ -35,6 +35,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+# NumPy 2 loads numpy.random lazily (~8 ms): load it here, once, so that forked workers
+# inherit it instead of importing it on their first batch
+import numpy.random  # noqa: F401
+
 from ..errors import ChuteTypeError, WorkerDiedError
 from . import shm
 from .info import WorkerInfo, seed_globals, set_torch_worker_info
