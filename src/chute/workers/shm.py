@@ -51,7 +51,6 @@ __all__ = ["SHM_DIR", "Leaf", "Packed", "Writer", "Reader", "sweep", "has_shm"]
 SHM_DIR = "/dev/shm"
 _ALIGN = 64
 _MAX_FREE = 4  # free segments a worker keeps for reuse
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def has_shm() -> bool:
@@ -341,7 +340,9 @@ def _map(fd: int, size: int) -> Any:
     if libc is None:
         return mmap.mmap(fd, size)
     prot = mmap.PROT_READ | mmap.PROT_WRITE
-    addr = libc.mmap(None, size, prot, mmap.MAP_SHARED | _POPULATE, fd, 0)
+    # no MAP_POPULATE: a segment is mapped once and then reused, and the pages of a new one
+    # are mapped as they are first read (as torch does with its shared tensors)
+    addr = libc.mmap(None, size, prot, mmap.MAP_SHARED, fd, 0)
     if addr is None or addr == ctypes.c_void_p(-1).value:
         err = ctypes.get_errno()
         raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed")
