@@ -104,3 +104,27 @@ def test_output_stage_uses_reusable_buffers_when_an_accelerator_is_there(monkeyp
         x = stage((np.ones((2, 3), np.float32), np.arange(2)))
         del x
     assert made == [(2, 3), (2,)]  # allocated once, then reused
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loader_pin_memory_numpy_batches_become_reused_torch_buffers(monkeypatch, num_workers):
+    import chute
+
+    made = []
+
+    def fake_pinned(self, shape, dtype):
+        made.append(shape)
+        return torch.empty(shape, dtype=dtype)
+
+    monkeypatch.setattr(PinnedBuffers, "_allocate_pinned", fake_pinned)
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    ds = chute.TensorDataset(x, np.arange(20))
+    dl = chute.DataLoader(ds, batch_size=4, pin_memory=True, num_workers=num_workers)
+    dl._output._available = lambda: True  # stand in for an accelerator
+    seen = []
+    for images, labels in dl:  # the loop variable holds one batch while the next is pinned
+        assert isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)
+        seen.append(images.clone())
+    assert torch.equal(torch.cat(seen), torch.from_numpy(x))
+    assert sorted(made) == [(4,), (4,), (4, 3), (4, 3)]  # 5 batches, 2 buffers per shape
