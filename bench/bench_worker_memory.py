@@ -124,6 +124,9 @@ def main() -> None:
         print(f"  {name}: USS added per worker over one epoch: {per} MiB")
     mean_torch = float(np.mean(add_torch))
     mean_chute = float(np.mean(add_chute))
+    print(
+        f"  chute adds {100 * mean_chute / mean_torch:.1f}% of what torch + pandas adds per worker"
+    )
     results = [
         Result(
             "torch.utils.data + pandas table",
