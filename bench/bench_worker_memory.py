@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import psutil
 import torch.utils.data as tud
-from chute.vision.datasets._strings import PackedStrings
 
 import chute
 from _common import Result, parser, report
+from chute.vision.datasets._strings import PackedStrings
 
 
 class PandasTable(tud.Dataset):
