@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chute
+import chute.download
 from chute import rng
 from chute.errors import DatasetFormatError, DownloadError
 from chute.stacked import StackedSamples
@@ -229,6 +230,7 @@ def test_download_from_local_mirror(http_server, tmp_path, monkeypatch, root):
 
 def test_download_with_wrong_md5_leaves_nothing_to_parse(http_server, tmp_path, monkeypatch, root):
     _serve(http_server, root / "FashionMNIST" / "raw", monkeypatch, break_md5=True)
+    monkeypatch.setattr(chute.download.time, "sleep", lambda seconds: None)  # no backoff waits
     target = tmp_path / "data"
     with pytest.raises(
         DownloadError,
