@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import tarfile
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -204,3 +206,31 @@ def test_codecs_encode_only_with_latin1(tmp_path):
     (tmp_path / "bad").write_bytes(bad)
     with pytest.raises(DatasetFormatError, match=r"refused global '_codecs\.encode' with encoding"):
         load_pickle(tmp_path / "bad")
+
+
+class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+    """Writes bytes as Python 2 ``str`` (BINSTRING), as the real CIFAR files were written."""
+
+    dispatch: ClassVar[dict[type, Any]] = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+
+    def _save_py2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + len(obj).to_bytes(4, "little") + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def test_python2_style_pickles_as_in_the_real_archive(tmp_path):
+    batch = _batch(3, 4, b"labels", 10)
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(batch)
+    raw = buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"_codecs" not in raw
+    (tmp_path / "data_batch_1").write_bytes(raw)
+    entry = load_pickle(tmp_path / "data_batch_1")
+    assert sorted(entry) == ["batch_label", "data", "filenames", "labels"]
+    np.testing.assert_array_equal(entry["data"], batch[b"data"])
+    assert entry["labels"] == batch[b"labels"] and entry["filenames"][0] == "img_0.png"
