@@ -110,15 +110,11 @@ def _worker_seed(worker_id: int) -> None:
 # -- timing ----------------------------------------------------------------------------------
 
 
-def time_loader(make: Callable[[], Iterable[Any]], repeat: int) -> tuple[float, int]:
-    """Best wall time of ``repeat`` epochs (loader creation and worker start-up included)."""
-    best, samples = float("inf"), 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n = sum(batch_len(b) for b in make())
-        best = min(best, time.perf_counter() - t0)
-        samples = n
-    return best, samples
+def one_epoch(make: Callable[[], Iterable[Any]]) -> tuple[float, int]:
+    """Wall time of one epoch (loader creation and worker start-up included), and samples."""
+    t0 = time.perf_counter()
+    n = sum(batch_len(b) for b in make())
+    return time.perf_counter() - t0, n
 
 
 def main() -> None:
@@ -127,55 +123,64 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(1)
+    w = args.workers
     with tempfile.TemporaryDirectory() as root:
         csv_path = make_folder(root, args.n)
         tds = TutorialImageDataset(csv_path, root, torchvision_style_transform)
-        t_torch, s_torch = time_loader(
-            lambda: tud.DataLoader(
-                tds,
-                batch_size=64,
-                shuffle=True,
-                num_workers=args.workers,
-                worker_init_fn=_worker_seed,
-            ),
-            args.repeat,
-        )
-        results = [Result(f"torch.utils.data, {args.workers} workers", s_torch, t_torch)]
-
         transform = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
         cds = ImageCSVDataset(csv_path, root, transform=transform)
-        notes: list[str] = []
-        for worker_type in ("thread", "process"):
-            name = f"chute, {args.workers} {worker_type} workers"
-            try:
-                t, s = time_loader(
-                    lambda wt=worker_type: chute.DataLoader(
-                        cds,
-                        batch_size=64,
-                        shuffle=True,
-                        num_workers=args.workers,
-                        worker_type=wt,
-                        seed=0,
-                    ),
-                    args.repeat,
-                )
-            except (ImportError, NotImplementedError, AttributeError) as exc:
-                notes.append(f"{name}: not available in this tree ({type(exc).__name__}: {exc})")
-                continue
-            results.append(Result(name, s, t))
-        t0, s0 = time_loader(
-            lambda: chute.DataLoader(cds, batch_size=64, shuffle=True, seed=0), args.repeat
-        )
-        results.append(Result("chute, num_workers=0", s0, t0))
-        t0t, s0t = time_loader(
-            lambda: tud.DataLoader(tds, batch_size=64, shuffle=True, num_workers=0), args.repeat
-        )
-        results.append(Result("torch.utils.data, num_workers=0", s0t, t0t))
 
-    base = results[0].rate
-    with_workers = [r for r in results if r.name.startswith("chute") and "workers=0" not in r.name]
-    ratios = {f"{r.name} / torch {args.workers} workers": r.rate / base for r in with_workers}
-    ratios["chute / torch, num_workers=0"] = results[-2].rate / results[-1].rate
+        def torch_loader(workers: int) -> Iterable[Any]:
+            init = _worker_seed if workers else None
+            return tud.DataLoader(
+                tds, batch_size=64, shuffle=True, num_workers=workers, worker_init_fn=init
+            )
+
+        def chute_loader(workers: int, worker_type: str = "thread") -> Iterable[Any]:
+            return chute.DataLoader(
+                cds,
+                batch_size=64,
+                shuffle=True,
+                num_workers=workers,
+                worker_type=worker_type,
+                seed=0,
+            )
+
+        configs: dict[str, Callable[[], Iterable[Any]]] = {
+            f"torch.utils.data, {w} workers": lambda: torch_loader(w),
+            f"chute, {w} thread workers": lambda: chute_loader(w, "thread"),
+            f"chute, {w} process workers": lambda: chute_loader(w, "process"),
+            "torch.utils.data, num_workers=0": lambda: torch_loader(0),
+            "chute, num_workers=0": lambda: chute_loader(0),
+        }
+        # Interleave the configurations so that a change in machine load hits all of them.
+        best: dict[str, tuple[float, int]] = {}
+        notes: list[str] = []
+        for _ in range(args.repeat):
+            for name, make in list(configs.items()):
+                try:
+                    seconds, samples = one_epoch(make)
+                except (ImportError, NotImplementedError) as exc:
+                    notes.append(f"{name}: not available ({type(exc).__name__}: {exc})")
+                    del configs[name]
+                    continue
+                if name not in best or seconds < best[name][0]:
+                    best[name] = (seconds, samples)
+
+    results = [Result(name, s, t) for name, (t, s) in best.items()]
+    rate = {r.name: r.rate for r in results}
+    base = rate[f"torch.utils.data, {w} workers"]
+    ratios = {
+        f"{name} / torch {w} workers": value / base
+        for name, value in rate.items()
+        if name.startswith("chute") and "workers=0" not in name
+    }
+    ratios["chute / torch, num_workers=0"] = (
+        rate["chute, num_workers=0"] / rate["torch.utils.data, num_workers=0"]
+    )
+    torch_best = max(v for k, v in rate.items() if k.startswith("torch"))
+    chute_best = max(v for k, v in rate.items() if k.startswith("chute"))
+    ratios["best chute / best torch"] = chute_best / torch_best
     for note in notes:
         print(f"  note: {note}")
     report(

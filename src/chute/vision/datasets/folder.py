@@ -158,6 +158,12 @@ def _split_batchable(transform: Any) -> tuple[Any, list[Any]]:
     k = len(members)
     while k > 0 and is_batchable(members[k - 1]):
         k -= 1
+    # Leading transforms whose batch form is only a loop (RandomResizedCrop, Resize, ...) stay
+    # per sample: they shrink differently sized images to one size, so they must come first.
+    lead = 0
+    while lead < len(members) and getattr(members[lead], "per_sample_batch", False):
+        lead += 1
+    k = max(k, lead)
     head = members[:k]
     if not head:
         return None, members
