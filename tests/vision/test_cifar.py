@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chute.errors import DatasetFormatError
 from chute.stacked import StackedSamples
@@ -163,3 +165,42 @@ def test_download_and_extract_from_local_server(http_server, tmp_path, monkeypat
     assert len(ds) == 30 and (root / "cifar-10-python.tar.gz").is_file()
     ds2 = CIFAR10(root, download=True, train=False)
     assert len(ds2) == 6 and len(http_server.routes["/cifar.tgz"].requests) == 1
+
+
+def _real_batch_pickle() -> bytes:
+    return pickle.dumps(_batch(0, 2, b"labels", 10), protocol=2)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.builds(lambda n: _real_batch_pickle()[:n], st.integers(0, 7000)),
+        st.builds(
+            lambda i, b: bytes(
+                x ^ (1 << b) if k == i else x for k, x in enumerate(_real_batch_pickle())
+            ),
+            st.integers(0, 300),
+            st.integers(0, 7),
+        ),
+    )
+)
+def test_fuzz_restricted_unpickler_only_chute_errors(tmp_path, data):
+    path = tmp_path / "fuzz"
+    path.write_bytes(data)
+    try:
+        load_pickle(path)
+    except DatasetFormatError as exc:
+        assert str(path) in str(exc)
+
+
+def test_codecs_encode_only_with_latin1(tmp_path):
+    ok = b"\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00abX\x06\x00\x00\x00latin1\x86R."
+    (tmp_path / "ok").write_bytes(ok)
+    assert load_pickle(tmp_path / "ok") == "ab"  # bytes come back decoded, like dict keys
+    bad = ok.replace(b"X\x06\x00\x00\x00latin1", b"X\x05\x00\x00\x00rot13")
+    (tmp_path / "bad").write_bytes(bad)
+    with pytest.raises(DatasetFormatError, match=r"refused global '_codecs\.encode' with encoding"):
+        load_pickle(tmp_path / "bad")

@@ -43,6 +43,15 @@ def _plain_dtype(*args: Any) -> np.dtype[Any]:
     return dtype
 
 
+def _latin1_encode(text: Any, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes under protocol 2, and nothing else."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(
+            f"refused global '_codecs.encode' with encoding {encoding!r} on {type(text).__name__}"
+        )
+    return text.encode("latin1", errors="strict")
+
+
 _MULTIARRAY = ("numpy._core.multiarray", "numpy.core.multiarray")
 _NUMERIC = ("numpy._core.numeric", "numpy.core.numeric")
 
@@ -58,7 +67,7 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     **{(m, "_frombuffer"): (lambda: _numpy_attr(_NUMERIC, "_frombuffer")) for m in _NUMERIC},
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: _plain_dtype,
-    ("_codecs", "encode"): lambda: _numpy_attr(("_codecs",), "encode"),
+    ("_codecs", "encode"): lambda: _latin1_encode,
 }
 
 
@@ -104,8 +113,21 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
         raise DatasetFormatError(f"{p}: unsafe or corrupt pickle: {exc}") from exc
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        LookupError,
+    ) as exc:
         raise DatasetFormatError(f"{p}: corrupt pickle: {type(exc).__name__}: {exc}") from exc
+    except (MemoryError, OverflowError, RecursionError) as exc:
+        raise DatasetFormatError(
+            f"{p}: corrupt pickle: it declares an object too large or too deep to build "
+            f"({type(exc).__name__})"
+        ) from exc
     return _plain(obj, p)
 
 
