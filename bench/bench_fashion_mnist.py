@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.utils.data as tud
-from chute.vision.transforms import ToTensor
 from PIL import Image
 
 import chute
@@ -31,6 +30,7 @@ from _common import Result, parser, report, time_epoch
 from chute.vision.datasets import FashionMNIST
 from chute.vision.datasets.synthetic import write_mnist_raw
 from chute.vision.idx import read_idx
+from chute.vision.transforms import ToTensor
 
 BATCH = 64
 

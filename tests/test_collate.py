@@ -16,6 +16,8 @@ from chute.errors import CollateError
 torch = pytest.importorskip("torch")
 torch_collate = torch.utils.data.default_collate
 
+from torch_compare import assert_like_torch, assert_tree_equal  # noqa: E402
+
 
 class Pair(NamedTuple):
     a: Any
@@ -26,61 +28,6 @@ NT1 = collections.namedtuple("NT1", "x")
 NT2 = collections.namedtuple("NT2", "x y")
 NT3 = collections.namedtuple("NT3", "x y z")
 NAMEDTUPLES = [NT1, NT2, NT3]
-
-
-def torch_dtype_of(dtype: np.dtype) -> Any:
-    """The torch dtype that torch's default_collate gives for a NumPy dtype."""
-    return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
-
-
-def assert_like_torch(ours: Any, theirs: Any, path: str = "batch") -> None:
-    """chute's batch has torch's structure; NumPy leaves match torch's tensors in shape,
-    dtype (mapped) and value; torch leaves are equal."""
-    if isinstance(theirs, torch.Tensor):
-        if isinstance(ours, torch.Tensor):
-            assert ours.dtype == theirs.dtype, path
-            assert torch.equal(ours, theirs), path
-            return
-        assert isinstance(ours, np.ndarray), f"{path}: {type(ours)}"
-        assert ours.shape == tuple(theirs.shape), path
-        assert torch_dtype_of(ours.dtype) == theirs.dtype, path
-        np.testing.assert_array_equal(ours, theirs.numpy(), err_msg=path)
-        return
-    if type(theirs) is tuple and all(isinstance(x, (str, bytes)) for x in theirs):
-        # torch returns zip()'s tuple for strings inside sequences and namedtuples (a list
-        # inside dicts); chute always returns a list of strings
-        theirs = list(theirs)
-    assert type(ours) is type(theirs), f"{path}: {type(ours)} vs {type(theirs)}"
-    if isinstance(theirs, dict):
-        assert list(ours) == list(theirs), path
-        for k in theirs:
-            assert_like_torch(ours[k], theirs[k], f"{path}[{k!r}]")
-    elif isinstance(theirs, (list, tuple)):
-        assert len(ours) == len(theirs), path
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            assert_like_torch(a, b, f"{path}[{i}]")
-    else:
-        assert ours == theirs, path
-
-
-def assert_tree_equal(a: Any, b: Any, path: str = "x") -> None:
-    """Same types all the way down; arrays equal in shape, dtype and value."""
-    assert type(a) is type(b), f"{path}: {type(a)} vs {type(b)}"
-    if isinstance(a, (np.ndarray, np.generic)):
-        assert a.dtype == b.dtype and np.shape(a) == np.shape(b), path
-        np.testing.assert_array_equal(a, b, err_msg=path)
-    elif isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert list(a) == list(b), path
-        for k in a:
-            assert_tree_equal(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_tree_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
 
 
 # -- against torch -----------------------------------------------------------------------------
@@ -153,9 +100,36 @@ def test_numpy_stays_numpy() -> None:
     assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (2, 3)
 
 
-def test_default_convert_passes_samples_through() -> None:
-    sample = {"x": np.zeros(2), "y": (1, "a")}
-    assert chute.default_convert(sample) is sample
+@pytest.mark.parametrize(
+    "sample",
+    [
+        (np.zeros(2), {"y": (1, "a")}),
+        Pair(np.ones(3, np.float32), [np.int8(2), (3.0,)]),
+        collections.defaultdict(list, x=(np.arange(2),)),
+        collections.OrderedDict(b=[(1, 2)]),
+        np.arange(3),
+        "text",
+        7,
+    ],
+    ids=["tuple", "namedtuple", "defaultdict", "ordereddict", "array", "str", "int"],
+)
+def test_default_convert_has_torchs_structure_and_keeps_leaves(sample: Any) -> None:
+    ours = chute.default_convert(sample)
+    assert_like_torch(ours, torch.utils.data.default_convert(sample))
+    leaves = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        else:
+            leaves.append(x)
+
+    walk(ours)
+    assert not any(isinstance(leaf, torch.Tensor) for leaf in leaves)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -229,6 +203,50 @@ def test_unsupported_types_are_refused_like_torch(samples: list[Any], found: str
     assert str(ours.value) == (
         f"default_collate: batch must contain arrays, tensors, numbers, dicts or lists; {found}"
     )
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected", "dtype"),
+    [
+        ([1, 2.5], [1.0, 2.5], np.float64),
+        ([True, 2], [1, 2], np.int64),
+        ([2, True], [2, 1], np.int64),
+        ([1, np.float64(2.5)], [1.0, 2.5], np.float64),
+        ([True, np.bool_(False)], [True, False], np.bool_),
+        ([1.5, 2], [1.5, 2.0], np.float64),
+    ],
+)
+def test_mixed_numbers_are_never_truncated(
+    samples: list[Any], expected: list[Any], dtype: Any
+) -> None:
+    out = chute.default_collate(samples)
+    assert out.dtype == dtype and out.tolist() == expected
+    assert torch_collate(samples).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        (
+            [1, "a"],
+            "default_collate: samples mix types: ['int', 'str']; give every sample a number "
+            "here, or pass a collate_fn",
+        ),
+        (
+            [{"n": 1.0}, {"n": None}],
+            "default_collate: samples mix types at ['n']: ['NoneType', 'float']; give every "
+            "sample a number here, or pass a collate_fn",
+        ),
+        (
+            [2**63, 1],
+            "default_collate: 9223372036854775808 does not fit in int64; pass a collate_fn",
+        ),
+    ],
+)
+def test_numbers_that_cannot_be_stacked(samples: list[Any], message: str) -> None:
+    with pytest.raises(CollateError) as info:
+        chute.default_collate(samples)
+    assert str(info.value) == message
 
 
 def test_not_a_list_of_samples() -> None:

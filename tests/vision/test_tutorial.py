@@ -20,12 +20,12 @@ matplotlib.use("Agg")
 pd = pytest.importorskip("pandas")
 
 import matplotlib.pyplot as plt  # noqa: E402
-from chute.vision.io import read_image, write_png  # noqa: E402
-from chute.vision.transforms import ToTensor  # noqa: E402
 
 from chute import DataLoader, Dataset, TensorDataset  # noqa: E402
 from chute.vision import datasets  # noqa: E402
 from chute.vision.datasets.synthetic import write_mnist_raw  # noqa: E402
+from chute.vision.io import read_image, write_png  # noqa: E402
+from chute.vision.transforms import ToTensor  # noqa: E402
 
 EXPECTED_REPR = """Dataset FashionMNIST
     Number of datapoints: 60000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .cifar import CIFAR10, CIFAR100
 from .fake import FakeData
+from .folder import IMG_EXTENSIONS, DatasetFolder, ImageCSVDataset, ImageFolder
 from .mnist import KMNIST, MNIST, FashionMNIST
 from .vision import StandardTransform, VisionDataset
 
@@ -16,4 +17,9 @@ __all__ = [
     "FashionMNIST",
     "StandardTransform",
     "VisionDataset",
+    # folder.py
+    "IMG_EXTENSIONS",
+    "DatasetFolder",
+    "ImageFolder",
+    "ImageCSVDataset",
 ]

@@ -1,0 +1,410 @@
+"""Reading and writing image files: C x H x W NumPy arrays, as torchvision.io gives tensors.
+
+Decoding uses Pillow (the ``vision`` extra). JPEGs are decoded with ``simplejpeg`` when it is
+installed (it bundles libjpeg-turbo and gives the same pixels as Pillow at full size), else
+with Pillow. A file that is truncated, corrupt or not an image raises
+:class:`~chute.errors.ImageDecodeError` naming the file; no other exception comes out of the
+decoders. Writers write a temporary file next to the target and rename it into place, so a
+failed write never leaves a half-written image behind.
+
+Example:
+    >>> import numpy as np, tempfile, os
+    >>> img = np.zeros((3, 4, 5), np.uint8)
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> write_png(img, path)
+    >>> read_image(path).shape
+    (3, 4, 5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import importlib.util
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._lazy import loaded, require
+from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError
+
+__all__ = [
+    "ImageReadMode",
+    "read_image",
+    "decode_image",
+    "decode_jpeg",
+    "read_file",
+    "encode_png",
+    "encode_jpeg",
+    "write_png",
+    "write_jpeg",
+    "write_file",
+]
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray
+
+
+class ImageReadMode(enum.Enum):
+    """The channels to decode: as stored, grey, grey+alpha, RGB or RGB+alpha (torchvision's)."""
+
+    UNCHANGED = 0
+    GRAY = 1
+    GRAY_ALPHA = 2
+    RGB = 3
+    RGB_ALPHA = 4
+    RGBA = 4  # alias of RGB_ALPHA, as in torchvision
+
+
+_PIL_MODE = {
+    ImageReadMode.GRAY: "L",
+    ImageReadMode.GRAY_ALPHA: "LA",
+    ImageReadMode.RGB: "RGB",
+    ImageReadMode.RGB_ALPHA: "RGBA",
+}
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _mode(mode: Any) -> ImageReadMode:
+    if isinstance(mode, ImageReadMode):
+        return mode
+    if isinstance(mode, str):
+        try:
+            return ImageReadMode[mode.upper()]
+        except KeyError:
+            pass
+    raise ChuteValueError(
+        f"mode should be an ImageReadMode (UNCHANGED, GRAY, GRAY_ALPHA, RGB, RGBA), got {mode!r}"
+    )
+
+
+def _load_source(src: Source) -> tuple[bytes, str]:
+    """Return the encoded bytes and a name for messages (the path, or "<N bytes>")."""
+    if isinstance(src, (str, os.PathLike)):
+        name = os.fspath(src)
+        try:
+            with open(name, "rb") as f:
+                return f.read(), name
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read image file {name!r}: {exc}") from exc
+    torch = loaded("torch")
+    if torch is not None and isinstance(src, torch.Tensor):
+        src = src.detach().cpu().numpy()
+    if isinstance(src, np.ndarray):
+        if src.dtype != np.uint8 or src.ndim != 1:
+            raise ChuteTypeError(
+                f"encoded image data should be a 1-D uint8 array, got {src.dtype} of shape "
+                f"{src.shape}"
+            )
+        data = src.tobytes()
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    else:
+        raise ChuteTypeError(
+            f"expected a path, bytes or a 1-D uint8 array of encoded image data, got "
+            f"{type(src).__name__}"
+        )
+    return data, f"<{len(data)} bytes of image data>"
+
+
+def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
+    """Convert a loaded PIL image to a C x H x W array in the requested channels."""
+    pil_mode = img.mode
+    if pil_mode.startswith("I") or pil_mode == "F":
+        if pil_mode == "F":
+            raise ImageDecodeError(
+                f"image {name!r} has 32-bit float pixels (PIL mode F); chute decodes 8- and "
+                f"16-bit images only"
+            )
+        arr = np.asarray(img)
+        arr = np.clip(arr, 0, 65535).astype(np.uint16) if arr.dtype != np.uint16 else arr
+        if mode in (ImageReadMode.RGB, ImageReadMode.RGB_ALPHA):
+            arr = np.stack([arr] * 3)
+            if mode is ImageReadMode.RGB_ALPHA:
+                arr = np.concatenate([arr, np.full_like(arr[:1], 65535)])
+            return arr
+        if mode is ImageReadMode.GRAY_ALPHA:
+            return np.stack([arr, np.full_like(arr, 65535)])
+        return arr[None]
+    if mode is ImageReadMode.UNCHANGED:
+        if pil_mode == "P":
+            target = "RGBA" if "transparency" in img.info else "RGB"
+        elif pil_mode == "PA":
+            target = "RGBA"
+        elif pil_mode in ("L", "LA", "RGB", "RGBA"):
+            target = pil_mode
+        elif pil_mode == "1":
+            target = "L"
+        else:  # CMYK, YCbCr, LAB, HSV, La, RGBa, ...
+            target = "RGBA" if "A" in pil_mode or "a" in pil_mode else "RGB"
+    else:
+        target = _PIL_MODE[mode]
+    if target != pil_mode:
+        img = img.convert(target)
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        return arr[None]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _open_pil(data: bytes, name: str) -> Any:
+    Image = require("PIL.Image", "decoding images")
+    try:
+        return Image.open(io.BytesIO(data))
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+
+
+def _finish_pil(img: Any, mode: ImageReadMode, exif: bool, name: str) -> np.ndarray:
+    try:
+        img.load()
+        if exif:
+            ImageOps = require("PIL.ImageOps", "applying EXIF orientation")
+            img = ImageOps.exif_transpose(img)
+        return _to_array(img, mode, name)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
+        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+
+
+def _has_simplejpeg() -> bool:
+    return loaded("simplejpeg") is not None or importlib.util.find_spec("simplejpeg") is not None
+
+
+def _exif_orientation(img: Any) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _decode_simplejpeg(
+    data: bytes, mode: ImageReadMode, min_size: tuple[int, int] | None, name: str
+) -> np.ndarray | None:
+    """Decode with simplejpeg; None when it cannot give the requested result."""
+    sj = require("simplejpeg", "fast JPEG decoding")
+    try:
+        _, _, colorspace, _ = sj.decode_jpeg_header(data)
+    except Exception:
+        return None  # let Pillow produce the error message (or decode what it can)
+    if colorspace in ("CMYK", "YCCK"):
+        return None
+    if mode is ImageReadMode.UNCHANGED:
+        space = "GRAY" if colorspace == "Gray" else "RGB"
+    elif mode is ImageReadMode.GRAY:
+        space = "GRAY"
+    elif mode is ImageReadMode.RGB:
+        space = "RGB"
+    else:
+        return None
+    min_h, min_w = min_size if min_size is not None else (0, 0)
+    try:
+        arr = sj.decode_jpeg(data, colorspace=space, min_height=min_h, min_width=min_w)
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot decode JPEG image {name!r}: {exc}") from exc
+    return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+
+
+def decode_jpeg(
+    data: Source,
+    mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+    min_size: tuple[int, int] | None = None,
+    apply_exif_orientation: bool = False,
+    backend: str | None = None,
+) -> np.ndarray:
+    """Decode a JPEG to C x H x W uint8, optionally at a reduced size.
+
+    With ``min_size=(h, w)`` the JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8; or
+    simplejpeg's eighths) whose result is still at least ``h`` x ``w``. That is several times
+    faster than decoding at full size and then shrinking, and the pixels agree with a full
+    decode followed by an antialiased resize within JPEG tolerance.
+
+    Args:
+        data: a path, bytes or a 1-D uint8 array.
+        mode: the channels to return (:class:`ImageReadMode`).
+        min_size: the smallest (height, width) wanted; None decodes at full size.
+        apply_exif_orientation: rotate/flip the image as its EXIF orientation tag says.
+        backend: ``"pil"``, ``"simplejpeg"`` or None (simplejpeg when installed, else Pillow).
+
+    Example:
+        >>> import numpy as np
+        >>> data = encode_jpeg(np.zeros((3, 64, 80), np.uint8))
+        >>> decode_jpeg(data, min_size=(16, 20)).shape
+        (3, 16, 20)
+    """
+    if backend not in (None, "pil", "simplejpeg"):
+        raise ChuteValueError(f"backend should be 'pil', 'simplejpeg' or None, got {backend!r}")
+    raw, name = _load_source(data)
+    return _decode_jpeg_raw(raw, name, _mode(mode), min_size, apply_exif_orientation, backend)
+
+
+def _decode_jpeg_raw(
+    raw: bytes,
+    name: str,
+    mode: ImageReadMode,
+    min_size: tuple[int, int] | None,
+    exif: bool,
+    backend: str | None,
+) -> np.ndarray:
+    use_sj = backend == "simplejpeg" or (backend is None and _has_simplejpeg())
+    img = _open_pil(raw, name) if exif or not use_sj else None
+    rotate = img is not None and exif and _exif_orientation(img) != 1
+    if use_sj and not rotate and raw.startswith(_JPEG_MAGIC):
+        arr = _decode_simplejpeg(raw, mode, min_size, name)
+        if arr is not None:
+            return arr
+    if img is None:
+        img = _open_pil(raw, name)
+    if min_size is not None and getattr(img, "format", None) == "JPEG":
+        draft_mode = {ImageReadMode.GRAY: "L", ImageReadMode.RGB: "RGB"}.get(mode)
+        try:
+            img.draft(draft_mode, (max(int(min_size[1]), 1), max(int(min_size[0]), 1)))
+        except Exception as exc:
+            raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+    return _finish_pil(img, mode, exif, name)
+
+
+def decode_image(
+    input: Source,
+    mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+    apply_exif_orientation: bool = False,
+) -> np.ndarray:
+    """Decode a PNG, JPEG, GIF, BMP, WebP, TIFF... image to a C x H x W array.
+
+    8-bit images give uint8; 16-bit greyscale PNGs give uint16 (Pillow reduces 16-bit colour
+    PNGs to 8 bits).
+
+    Args:
+        input: a path, bytes or a 1-D uint8 array of encoded data (torchvision's tensor).
+        mode: the channels to return (:class:`ImageReadMode`).
+        apply_exif_orientation: rotate/flip the image as its EXIF orientation tag says.
+
+    Raises:
+        ImageDecodeError: the data is truncated, corrupt or not an image.
+        FileNotFoundError: ``input`` is a path that does not exist.
+
+    Example:
+        >>> import numpy as np
+        >>> decode_image(encode_png(np.zeros((1, 2, 3), np.uint8))).shape
+        (1, 2, 3)
+    """
+    raw, name = _load_source(input)
+    return _decode_raw(raw, name, _mode(mode), apply_exif_orientation)
+
+
+def _decode_raw(raw: bytes, name: str, mode: ImageReadMode, exif: bool) -> np.ndarray:
+    """Decode encoded bytes; ``name`` (usually the path) is what errors mention."""
+    if raw.startswith(_JPEG_MAGIC):
+        return _decode_jpeg_raw(raw, name, mode, None, exif, None)
+    return _finish_pil(_open_pil(raw, name), mode, exif, name)
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+    apply_exif_orientation: bool = False,
+) -> np.ndarray:
+    """Read an image file into a C x H x W uint8 array (uint16 for 16-bit greyscale PNGs).
+
+    Args:
+        path: the image file.
+        mode: the channels to return (:class:`ImageReadMode`).
+        apply_exif_orientation: rotate/flip the image as its EXIF orientation tag says.
+
+    Raises:
+        ImageDecodeError: the file is truncated, corrupt or not an image (names the path).
+        FileNotFoundError: the file does not exist.
+    """
+    return decode_image(path, mode, apply_exif_orientation)
+
+
+def read_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """Return the bytes of a file as a 1-D uint8 array (torchvision's ``read_file``)."""
+    return np.fromfile(os.fspath(path), dtype=np.uint8)
+
+
+def _as_chw(arr: Any, what: str) -> np.ndarray:
+    torch = loaded("torch")
+    if torch is not None and isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu().numpy()
+    if not isinstance(arr, np.ndarray):
+        raise ChuteTypeError(f"{what} expects a C x H x W array, got {type(arr).__name__}")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ChuteValueError(f"{what} expects a C x H x W array, got shape {arr.shape}")
+    return arr
+
+
+def _encode(arr: Any, fmt: str, **options: Any) -> bytes:
+    Image = require("PIL.Image", "encoding images")
+    what = f"encode_{fmt.lower()}"
+    chw = _as_chw(arr, what)
+    channels = chw.shape[0]
+    allowed = (1, 3) if fmt == "JPEG" else (1, 2, 3, 4)
+    if channels not in allowed:
+        raise ChuteValueError(
+            f"{what} expects {' or '.join(map(str, allowed))} channels, got {channels} "
+            f"(shape {chw.shape})"
+        )
+    if chw.dtype == np.uint16 and fmt == "PNG" and channels == 1:
+        img = Image.fromarray(np.ascontiguousarray(chw[0]))
+    elif chw.dtype == np.uint8:
+        img = Image.fromarray(
+            np.ascontiguousarray(chw[0] if channels == 1 else chw.transpose(1, 2, 0))
+        )
+    else:
+        raise ChuteTypeError(
+            f"{what} expects uint8 pixels (or 1-channel uint16 for PNG), got {chw.dtype}"
+        )
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def encode_png(input: Any, compression_level: int = 6) -> np.ndarray:
+    """Encode a C x H x W uint8 (or 1 x H x W uint16) array as PNG; returns a 1-D uint8 array."""
+    if not 0 <= compression_level <= 9:
+        raise ChuteValueError(f"compression_level should be in [0, 9], got {compression_level}")
+    data = _encode(input, "PNG", compress_level=int(compression_level))
+    return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def encode_jpeg(input: Any, quality: int = 75) -> np.ndarray:
+    """Encode a 1- or 3-channel C x H x W uint8 array as JPEG; returns a 1-D uint8 array."""
+    if not 1 <= quality <= 100:
+        raise ChuteValueError(f"quality should be in [1, 100], got {quality}")
+    data = _encode(input, "JPEG", quality=int(quality))
+    return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def write_file(filename: str | os.PathLike[str], data: Any) -> None:
+    """Write bytes (or a 1-D uint8 array) to ``filename`` atomically (temp file + rename)."""
+    target = Path(filename)
+    payload = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_png(input: Any, filename: str | os.PathLike[str], compression_level: int = 6) -> None:
+    """Write a C x H x W uint8 array as a PNG file (atomically)."""
+    write_file(filename, encode_png(input, compression_level))
+
+
+def write_jpeg(input: Any, filename: str | os.PathLike[str], quality: int = 75) -> None:
+    """Write a C x H x W uint8 array as a JPEG file (atomically)."""
+    write_file(filename, encode_jpeg(input, quality))

@@ -1,0 +1,204 @@
+"""The image kinds that transforms accept, and the pixel operations they share.
+
+NOTE [ Image layouts ]
+A transform sees one of four kinds of image:
+
+* a PIL image (torchvision's classic input);
+* a NumPy array in *image layout*: HxW, or HxWxC with an integer dtype (what chute's datasets
+  return when no transform is given, and what ``ToTensor`` takes);
+* a NumPy array in *tensor layout*: CxHxW, float (what ``ToTensor`` returns) or integer
+  (what :func:`chute.vision.io.read_image` returns);
+* a torch tensor ``[..., C, H, W]`` or ``[..., H, W]``, as in torchvision.
+
+A 3-D integer NumPy array is in tensor layout when its first axis has 1 to 4 entries and its
+last axis has more than 4 (e.g. a 3x375x500 array from ``read_image``); otherwise it is in image
+layout (an HxWxC array, as torchvision's ``ToTensor`` assumes). A 3-D float array is always in
+tensor layout. For all of them the two spatial axes are, counted from the end, (-3, -2) in
+image layout and (-2, -1) in tensor layout, so the same rule holds for a stacked batch whose
+first axis is the sample axis.
+
+Torch tensors are converted to NumPy on the CPU, transformed, and converted back to a tensor
+on the original device, so every transform has one NumPy implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..._lazy import loaded, require
+from ...errors import ChuteTypeError, ChuteValueError
+
+__all__ = [
+    "is_pil",
+    "is_torch",
+    "spatial_axes",
+    "image_size",
+    "via_numpy",
+    "flip",
+    "crop",
+    "pad",
+    "resize",
+]
+
+
+def is_pil(img: Any) -> bool:
+    """Whether ``img`` is a PIL image (without importing Pillow)."""
+    pil = loaded("PIL.Image")
+    return pil is not None and isinstance(img, pil.Image)
+
+
+def is_torch(img: Any) -> bool:
+    """Whether ``img`` is a torch tensor (without importing torch)."""
+    torch = loaded("torch")
+    return torch is not None and isinstance(img, torch.Tensor)
+
+
+def spatial_axes(arr: np.ndarray, batched: bool = False) -> tuple[int, int]:
+    """Return the (height, width) axes of a NumPy image, counted from the end.
+
+    See NOTE [ Image layouts ]. ``batched`` says that axis 0 is the sample axis.
+    """
+    shape = arr.shape[1:] if batched else arr.shape
+    if len(shape) == 2:
+        return (-2, -1)
+    if len(shape) != 3:
+        what = "a batch of images" if batched else "an image"
+        raise ChuteValueError(
+            f"expected {what} with 2 or 3 dimensions per sample (HxW, HxWxC or CxHxW), "
+            f"got an array of shape {arr.shape}"
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        return (-2, -1)
+    if 1 <= shape[0] <= 4 and shape[2] > 4:
+        return (-2, -1)
+    return (-3, -2)
+
+
+def image_size(img: Any) -> tuple[int, int]:
+    """Return ``(height, width)`` of a PIL image, a NumPy image or a tensor."""
+    if is_pil(img):
+        w, h = img.size
+        return int(h), int(w)
+    if is_torch(img):
+        if img.ndim < 2:
+            raise ChuteValueError(
+                f"expected a tensor image [..., H, W], got shape {tuple(img.shape)}"
+            )
+        return int(img.shape[-2]), int(img.shape[-1])
+    if isinstance(img, np.ndarray):
+        ha, wa = spatial_axes(img)
+        return int(img.shape[ha]), int(img.shape[wa])
+    raise ChuteTypeError(
+        f"expected a PIL image, a NumPy array or a torch tensor, got {type(img).__name__}"
+    )
+
+
+def via_numpy(
+    img: Any, fn: Callable[[np.ndarray, tuple[int, int]], np.ndarray], batched: bool = False
+) -> Any:
+    """Apply ``fn(array, spatial_axes)`` to a NumPy image or a tensor (through NumPy)."""
+    if isinstance(img, np.ndarray):
+        return fn(img, spatial_axes(img, batched))
+    if is_torch(img):
+        torch = require("torch", "transforming a torch tensor")
+        arr = img.detach().cpu().numpy()
+        out = fn(arr, (-2, -1))
+        return torch.from_numpy(np.ascontiguousarray(out)).to(img.device)
+    raise ChuteTypeError(
+        f"expected a PIL image, a NumPy array or a torch tensor, got {type(img).__name__}"
+    )
+
+
+def flip(arr: np.ndarray, axis: int) -> np.ndarray:
+    """Return a contiguous copy of ``arr`` reversed along ``axis``."""
+    return np.ascontiguousarray(np.flip(arr, axis))
+
+
+def _fill_for(arr: np.ndarray, fill: Any, axes: tuple[int, int]) -> np.ndarray:
+    """Broadcastable fill values: a scalar, or one per channel along the channel axis."""
+    value = np.asarray(fill, dtype=np.float64)
+    if value.ndim == 0 or value.size == 1:
+        return value.reshape(()).astype(arr.dtype)
+    chan = -1 if axes == (-3, -2) else -3
+    if arr.ndim < -chan or arr.shape[chan] != value.size:
+        raise ChuteValueError(
+            f"fill has {value.size} values but the image of shape {arr.shape} has "
+            f"{arr.shape[chan] if arr.ndim >= -chan else 1} channel(s)"
+        )
+    shape = [1] * arr.ndim
+    shape[chan] = value.size
+    return value.astype(arr.dtype).reshape(shape)
+
+
+def pad(
+    arr: np.ndarray,
+    axes: tuple[int, int],
+    ltrb: Sequence[int],
+    fill: Any = 0,
+    mode: str = "constant",
+) -> np.ndarray:
+    """Pad the spatial axes by (left, top, right, bottom) pixels."""
+    left, top, right, bottom = (int(v) for v in ltrb)
+    ha, wa = arr.ndim + axes[0], arr.ndim + axes[1]
+    if mode == "constant":
+        shape = list(arr.shape)
+        shape[ha] += top + bottom
+        shape[wa] += left + right
+        out = np.empty(shape, dtype=arr.dtype)
+        out[...] = _fill_for(arr, fill, axes)
+        index = [slice(None)] * arr.ndim
+        index[ha] = slice(top, top + arr.shape[ha])
+        index[wa] = slice(left, left + arr.shape[wa])
+        out[tuple(index)] = arr
+        return out
+    widths = [(0, 0)] * arr.ndim
+    widths[ha] = (top, bottom)
+    widths[wa] = (left, right)
+    return np.pad(arr, widths, mode=mode)  # type: ignore[call-overload]
+
+
+def crop(arr: np.ndarray, axes: tuple[int, int], top: int, left: int, h: int, w: int) -> np.ndarray:
+    """Crop a box; the parts of the box outside the image are zero (as torchvision)."""
+    ha, wa = arr.ndim + axes[0], arr.ndim + axes[1]
+    H, W = arr.shape[ha], arr.shape[wa]
+    if top < 0 or left < 0 or top + h > H or left + w > W:
+        ltrb = (max(-left, 0), max(-top, 0), max(left + w - W, 0), max(top + h - H, 0))
+        arr = pad(arr, axes, ltrb, 0)
+        top, left = top + ltrb[1], left + ltrb[0]
+    index = [slice(None)] * arr.ndim
+    index[ha] = slice(top, top + h)
+    index[wa] = slice(left, left + w)
+    return np.ascontiguousarray(arr[tuple(index)])
+
+
+def _resize_plane(plane: np.ndarray, size_hw: tuple[int, int], resample: int) -> np.ndarray:
+    Image = require("PIL.Image", "resizing an image")
+    if plane.dtype == np.uint8:
+        out = Image.fromarray(plane).resize((size_hw[1], size_hw[0]), resample)
+        return np.asarray(out)
+    out = Image.fromarray(plane.astype(np.float32, copy=False))
+    res = np.asarray(out.resize((size_hw[1], size_hw[0]), resample))
+    if np.issubdtype(plane.dtype, np.integer):
+        info = np.iinfo(plane.dtype)
+        return np.clip(np.rint(res), info.min, info.max).astype(plane.dtype)
+    return res.astype(plane.dtype, copy=False)
+
+
+def resize(
+    arr: np.ndarray, axes: tuple[int, int], size_hw: tuple[int, int], resample: int
+) -> np.ndarray:
+    """Resize the spatial axes with Pillow's filters (the ones torchvision uses for PIL)."""
+    Image = require("PIL.Image", "resizing an image")
+    if axes == (-3, -2) and arr.ndim == 3 and arr.dtype == np.uint8 and arr.shape[2] == 3:
+        img = Image.fromarray(arr)
+        return np.asarray(img.resize((size_hw[1], size_hw[0]), resample))
+    # Move the spatial axes last, resize each plane, move them back.
+    moved = np.moveaxis(arr, (axes[0], axes[1]), (-2, -1))
+    lead = moved.shape[:-2]
+    planes = moved.reshape(-1, *moved.shape[-2:])
+    out = np.stack([_resize_plane(np.ascontiguousarray(p), size_hw, resample) for p in planes])
+    out = out.reshape(*lead, *size_hw)
+    return np.ascontiguousarray(np.moveaxis(out, (-2, -1), (axes[0], axes[1])))

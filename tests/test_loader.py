@@ -1,0 +1,876 @@
+"""DataLoader: the same scenarios through torch.utils.data and chute, refusals, formats,
+pin_memory, errors, len, state_dict and exact resume (num_workers=0 only; workers are
+tested in tests/workers/)."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import re
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chute
+from chute import rng
+from chute.device import NO_ACCELERATOR_WARNING, OutputStage
+from chute.errors import ChuteError, CollateError
+
+torch = pytest.importorskip("torch")
+tud = torch.utils.data
+
+from torch_compare import assert_like_torch, assert_tree_equal  # noqa: E402
+
+
+class Pair(NamedTuple):
+    image: Any
+    label: Any
+
+
+SAMPLE_KINDS = ["tuple", "list", "dict", "namedtuple", "array", "int"]
+
+
+def make_sample(kind: str, i: int) -> Any:
+    image = np.full((2, 3), i, dtype=np.float32)
+    label = i % 3
+    if kind == "tuple":
+        return image, label
+    if kind == "list":
+        return [image, np.int16(label), float(i)]
+    if kind == "dict":
+        return {"image": image, "label": label, "name": f"s{i}", "pair": (np.uint8(i), True)}
+    if kind == "namedtuple":
+        return Pair(image, np.int64(label))
+    if kind == "array":
+        return image
+    return i
+
+
+class TorchMap(tud.Dataset):
+    """A ``torch.utils.data.Dataset`` subclass with NumPy samples, fed to both loaders."""
+
+    def __init__(self, n: int, kind: str) -> None:
+        self.n, self.kind = n, kind
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return make_sample(self.kind, i)
+
+
+class TorchStream(tud.IterableDataset):
+    """A torch IterableDataset, fed to both loaders."""
+
+    def __init__(self, n: int, kind: str = "tuple") -> None:
+        self.n, self.kind = n, kind
+
+    def __iter__(self) -> Any:
+        return (make_sample(self.kind, i) for i in range(self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def run_both(dataset: Any, **kwargs: Any) -> tuple[list[Any], list[Any]]:
+    return list(chute.DataLoader(dataset, **kwargs)), list(tud.DataLoader(dataset, **kwargs))
+
+
+# -- same scenarios, same output -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", SAMPLE_KINDS)
+@pytest.mark.parametrize(
+    ("batch_size", "drop_last"), [(1, False), (3, False), (3, True), (7, False), (None, False)]
+)
+def test_map_style_batches_like_torch(kind: str, batch_size: int | None, drop_last: bool) -> None:
+    ours, theirs = run_both(TorchMap(7, kind), batch_size=batch_size, drop_last=drop_last)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert_like_torch(a, b)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict", "int"])
+@pytest.mark.parametrize(
+    ("batch_size", "drop_last"), [(1, False), (3, False), (3, True), (10, True), (None, False)]
+)
+def test_iterable_batches_like_torch(kind: str, batch_size: int | None, drop_last: bool) -> None:
+    ours, theirs = run_both(TorchStream(8, kind), batch_size=batch_size, drop_last=drop_last)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert_like_torch(a, b)
+
+
+def test_chute_iterable_dataset_and_plain_iterable() -> None:
+    class Stream(chute.IterableDataset):
+        def __iter__(self) -> Any:
+            return iter(range(5))
+
+    class Plain:
+        def __iter__(self) -> Any:
+            return iter(range(5))
+
+    for ds in (Stream(), Plain()):
+        assert [b.tolist() for b in chute.DataLoader(ds, batch_size=2)] == [[0, 1], [2, 3], [4]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 10])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shuffle_every_index_once_per_epoch_like_torch(batch_size: int, drop_last: bool) -> None:
+    ds = TorchMap(23, "int")
+    ours_dl = chute.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=drop_last)
+    theirs_dl = tud.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=drop_last)
+    for _ in range(2):
+        ours = [b.tolist() for b in ours_dl]
+        theirs = [b.tolist() for b in theirs_dl]
+        assert [len(b) for b in ours] == [len(b) for b in theirs]
+        flat = [i for b in ours for i in b]
+        assert len(flat) == len(set(flat))
+        if not drop_last:
+            assert sorted(flat) == list(range(23))
+
+
+def test_tensor_dataset_of_torch_tensors_gives_torch_batches() -> None:
+    x, y = torch.randn(10, 3), torch.arange(10)
+    theirs = list(tud.DataLoader(tud.TensorDataset(x, y), batch_size=4))
+    for ds in (chute.TensorDataset(x, y), tud.TensorDataset(x, y)):
+        ours = list(chute.DataLoader(ds, batch_size=4))
+        assert len(ours) == len(theirs) == 3
+        for a, b in zip(ours, theirs):
+            assert isinstance(a, list) and all(isinstance(t, torch.Tensor) for t in a)
+            assert_tree_equal(a, b)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_format_torch_equals_torch_exactly(drop_last: bool) -> None:
+    x = np.random.default_rng(0).normal(size=(11, 1, 4, 4)).astype(np.float32)
+    y = np.arange(11)
+    ours = list(
+        chute.DataLoader(
+            chute.TensorDataset(x, y), batch_size=4, drop_last=drop_last, format="torch"
+        )
+    )
+    theirs = list(
+        tud.DataLoader(
+            tud.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+            batch_size=4,
+            drop_last=drop_last,
+        )
+    )
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert_tree_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["dict", "namedtuple", "list"])
+def test_format_torch_on_structures_equals_torch(kind: str) -> None:
+    ours, theirs = run_both(TorchMap(5, kind), batch_size=2)
+    ours = list(chute.DataLoader(TorchMap(5, kind), batch_size=2, format="torch"))
+    for a, b in zip(ours, theirs):
+        assert_tree_equal(a, b)
+
+
+def test_format_numpy_turns_torch_batches_into_numpy() -> None:
+    ds = chute.TensorDataset(torch.arange(6.0).reshape(3, 2), torch.arange(3))
+    (x, y), *_ = list(chute.DataLoader(ds, batch_size=3, format="numpy"))
+    assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape == (3, 2)
+    assert isinstance(y, np.ndarray) and y.tolist() == [0, 1, 2]
+
+
+def test_bad_format() -> None:
+    ds = chute.TensorDataset(np.zeros(3))
+    with pytest.raises(
+        ValueError,
+        match=re.escape("format must be one of (None, 'numpy', 'torch', 'jax'), got format='tf'"),
+    ):
+        chute.DataLoader(ds, format="tf")
+
+
+# -- the same refusals -----------------------------------------------------------------------
+
+MAP = tud.TensorDataset(torch.arange(10.0))
+STREAM = TorchStream(5)
+
+REFUSALS: list[tuple[str, Any, dict[str, Any], str]] = [
+    (
+        "shuffle+sampler",
+        MAP,
+        {"shuffle": True, "sampler": [0, 1]},
+        "sampler option is mutually exclusive with shuffle (got shuffle=True and "
+        "sampler=list); pass only one of them",
+    ),
+    *[
+        (
+            f"batch_sampler+{name}",
+            MAP,
+            {"batch_sampler": [[0, 1]], **extra},
+            "batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, "
+            f"and drop_last (got {shown}); leave them at their defaults",
+        )
+        for name, extra, shown in [
+            (
+                "batch_size",
+                {"batch_size": 2},
+                "batch_size=2, shuffle=False, sampler=None, drop_last=False",
+            ),
+            (
+                "shuffle",
+                {"shuffle": True},
+                "batch_size=1, shuffle=True, sampler=None, drop_last=False",
+            ),
+            (
+                "sampler",
+                {"sampler": [0]},
+                "batch_size=1, shuffle=False, sampler=list, drop_last=False",
+            ),
+            (
+                "drop_last",
+                {"drop_last": True},
+                "batch_size=1, shuffle=False, sampler=None, drop_last=True",
+            ),
+        ]
+    ],
+    (
+        "batch_size=None+drop_last",
+        MAP,
+        {"batch_size": None, "drop_last": True},
+        "batch_size=None option disables auto-batching and is mutually exclusive with "
+        "drop_last (got drop_last=True)",
+    ),
+    (
+        "negative num_workers",
+        MAP,
+        {"num_workers": -1},
+        "num_workers option should be non-negative; use num_workers=0 to disable "
+        "multiprocessing (got num_workers=-1)",
+    ),
+    (
+        "negative timeout",
+        MAP,
+        {"timeout": -1.5},
+        "timeout option should be non-negative, got timeout=-1.5",
+    ),
+    (
+        "prefetch_factor without workers",
+        MAP,
+        {"prefetch_factor": 2},
+        "prefetch_factor option could only be specified in multiprocessing; let num_workers > 0 "
+        "to enable multiprocessing, otherwise set prefetch_factor to None (got prefetch_factor=2)",
+    ),
+    (
+        "persistent_workers without workers",
+        MAP,
+        {"persistent_workers": True},
+        "persistent_workers option needs num_workers > 0 (got persistent_workers=True, "
+        "num_workers=0)",
+    ),
+    (
+        "multiprocessing_context without workers",
+        MAP,
+        {"multiprocessing_context": "spawn"},
+        "multiprocessing_context can only be used with multi-process loading "
+        "(num_workers > 0), but got num_workers=0",
+    ),
+    (
+        "iterable+shuffle",
+        STREAM,
+        {"shuffle": True},
+        "DataLoader with IterableDataset: expected unspecified shuffle option, but got "
+        "shuffle=True",
+    ),
+    (
+        "iterable+sampler",
+        STREAM,
+        {"sampler": [0, 1]},
+        "DataLoader with IterableDataset: expected unspecified sampler option, but got "
+        "sampler=[0, 1]",
+    ),
+    (
+        "iterable+batch_sampler",
+        STREAM,
+        {"batch_sampler": [[0]]},
+        "DataLoader with IterableDataset: expected unspecified batch_sampler option, but got "
+        "batch_sampler=[[0]]",
+    ),
+    *[
+        (
+            f"{kind} batch_size={bs!r}",
+            ds,
+            {"batch_size": bs},
+            f"batch_size should be a positive integer value, but got batch_size={bs!r}",
+        )
+        for kind, ds in [("map", MAP), ("iterable", STREAM)]
+        for bs in [0, -1, True, 2.0]
+    ],
+    (
+        "drop_last not a bool",
+        MAP,
+        {"drop_last": "yes"},
+        "drop_last should be a boolean value, but got drop_last='yes'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kwargs", "message"),
+    [r[1:] for r in REFUSALS],
+    ids=[r[0] for r in REFUSALS],
+)
+def test_same_refusals_as_torch(dataset: Any, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(Exception) as theirs:
+        tud.DataLoader(dataset, **kwargs)
+    assert theirs.type.__module__ == "builtins"
+    with pytest.raises(theirs.type) as ours:
+        chute.DataLoader(dataset, **kwargs)
+    assert isinstance(ours.value, ChuteError)
+    assert str(ours.value) == message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("batch_size", 5),
+        ("sampler", [0]),
+        ("batch_sampler", [[0]]),
+        ("drop_last", True),
+        ("dataset", [1, 2]),
+        ("persistent_workers", True),
+    ],
+)
+def test_setting_frozen_attributes_after_init(name: str, value: Any) -> None:
+    with pytest.raises(Exception) as theirs:
+        setattr(tud.DataLoader(MAP), name, value)
+    loader = chute.DataLoader(MAP)
+    with pytest.raises(theirs.type) as ours:
+        setattr(loader, name, value)
+    assert str(ours.value) == (
+        f"{name} attribute should not be set after DataLoader is initialized "
+        f"(tried to set {name}={value!r}); create a new DataLoader instead"
+    )
+
+
+def test_other_attributes_can_be_set() -> None:
+    loader = chute.DataLoader(chute.TensorDataset(np.arange(4)), batch_size=2)
+    loader.num_workers = 0
+    loader.collate_fn = lambda batch: len(batch)
+    assert list(loader) == [2, 2]
+
+
+# -- order: reshuffling, seeds, generators ---------------------------------------------------
+
+
+def _orders(loader: Any, epochs: int) -> list[list[int]]:
+    return [[i for b in loader for i in b[0].tolist()] for _ in range(epochs)]
+
+
+def test_reshuffles_on_every_iter_and_seed_fixes_the_order() -> None:
+    ds = chute.TensorDataset(np.arange(40))
+    a = _orders(chute.DataLoader(ds, batch_size=8, shuffle=True, seed=1), 3)
+    assert a[0] != a[1] != a[2]
+    assert all(sorted(o) == list(range(40)) for o in a)
+    assert _orders(chute.DataLoader(ds, batch_size=8, shuffle=True, seed=1), 3) == a
+    assert _orders(chute.DataLoader(ds, batch_size=5, shuffle=True, seed=1), 3) == a
+    assert _orders(chute.DataLoader(ds, batch_size=8, shuffle=True, seed=2), 1)[0] != a[0]
+
+
+def test_generator_seeds_the_loader() -> None:
+    ds = chute.TensorDataset(np.arange(40))
+
+    def loader() -> Any:
+        gen = torch.Generator().manual_seed(7)
+        return chute.DataLoader(ds, batch_size=8, shuffle=True, generator=gen)
+
+    assert _orders(loader(), 2) == _orders(loader(), 2)
+    assert loader().seed == loader().seed
+
+
+def test_unseeded_loaders_differ() -> None:
+    ds = chute.TensorDataset(np.arange(100))
+    a = _orders(chute.DataLoader(ds, batch_size=10, shuffle=True), 1)
+    b = _orders(chute.DataLoader(ds, batch_size=10, shuffle=True), 1)
+    assert a != b
+
+
+def test_two_iterators_of_one_loader_are_independent() -> None:
+    """As with torch and num_workers=0: zip(loader, loader) and a peek inside a loop work."""
+    ds = chute.TensorDataset(np.arange(6))
+    ours = chute.DataLoader(ds, batch_size=2)
+    theirs = tud.DataLoader(tud.TensorDataset(torch.arange(6)), batch_size=2)
+    assert len(list(zip(ours, ours))) == len(list(zip(theirs, theirs))) == 3
+    seen = []
+    for batch in ours:
+        next(iter(ours))
+        seen.append(batch[0].tolist())
+    assert seen == [[0, 1], [2, 3], [4, 5]]
+    shuffled = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=0)
+    first, second = iter(shuffled), iter(shuffled)  # second made before first starts
+    got = [[i for b in it for i in b[0].tolist()] for it in (first, second)]
+    assert got == _orders(chute.DataLoader(ds, batch_size=2, shuffle=True, seed=0), 2)
+
+
+def test_user_sampler_and_batch_sampler() -> None:
+    ds = chute.TensorDataset(np.arange(10))
+    by_sampler = [b[0].tolist() for b in chute.DataLoader(ds, batch_size=2, sampler=[9, 0, 5])]
+    assert by_sampler == [[9, 0], [5]]
+    batches = [[3, 1], [0], [7, 8, 9]]
+    got = [b[0].tolist() for b in chute.DataLoader(ds, batch_sampler=batches)]
+    assert got == batches
+    theirs = [
+        b[0].tolist()
+        for b in tud.DataLoader(tud.TensorDataset(torch.arange(10)), batch_sampler=batches)
+    ]
+    assert got == theirs
+
+
+# -- __getitems__ ------------------------------------------------------------------------------
+
+
+class Batched:
+    """A map-style dataset with ``__getitems__``; records every call."""
+
+    def __init__(self, n: int, drop_one: bool = False) -> None:
+        self.n = n
+        self.drop_one = drop_one
+        self.getitems: list[list[int]] = []
+        self.getitem = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        self.getitem += 1
+        return np.array([i, 2 * i])
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        self.getitems.append(list(indices))
+        out = [np.array([i, 2 * i]) for i in indices]
+        return out[1:] if self.drop_one else out
+
+
+def test_getitems_is_used_once_per_batch_like_torch() -> None:
+    ours_ds, theirs_ds = Batched(7), Batched(7)
+    ours = list(chute.DataLoader(ours_ds, batch_size=3))
+    theirs = list(tud.DataLoader(theirs_ds, batch_size=3))
+    assert ours_ds.getitems == theirs_ds.getitems == [[0, 1, 2], [3, 4, 5], [6]]
+    assert ours_ds.getitem == 0
+    for a, b in zip(ours, theirs):
+        assert_like_torch(a, b)
+
+
+def test_getitems_not_used_without_auto_batching() -> None:
+    ds = Batched(3)
+    assert [b.tolist() for b in chute.DataLoader(ds, batch_size=None)] == [[0, 0], [1, 2], [2, 4]]
+    assert ds.getitems == [] and ds.getitem == 3
+
+
+def test_getitems_wrong_count_is_an_error() -> None:
+    loader = chute.DataLoader(Batched(7, drop_one=True), batch_size=3)
+    with pytest.raises(ValueError) as info:
+        next(iter(loader))
+    assert str(info.value) == (
+        "__getitems__ of Batched returned 2 samples for a batch of 3 indices [0, 1, 2]"
+    )
+
+
+def test_custom_collate_fn_gets_a_sequence_of_samples() -> None:
+    ds = chute.TensorDataset(np.arange(6) * 10, np.arange(6))
+    seen = []
+
+    def collate(batch: Any) -> int:
+        seen.append([(int(x), int(y)) for x, y in batch])
+        return len(batch)
+
+    assert list(chute.DataLoader(ds, batch_size=4, collate_fn=collate)) == [4, 2]
+    assert seen == [[(0, 0), (10, 1), (20, 2), (30, 3)], [(40, 4), (50, 5)]]
+
+
+# -- pin_memory --------------------------------------------------------------------------------
+
+
+def _torch_pin_warning() -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(tud.DataLoader(tud.TensorDataset(torch.arange(4)), batch_size=2, pin_memory=True))
+    texts = {str(w.message) for w in caught if "pin_memory" in str(w.message)}
+    assert len(texts) == 1
+    return texts.pop()
+
+
+def test_pin_memory_without_accelerator_warns_once_with_torchs_text() -> None:
+    if chute.device.accelerator_available():
+        pytest.skip("this machine has an accelerator")
+    ds = chute.TensorDataset(np.arange(6, dtype=np.float32))
+    loader = chute.DataLoader(ds, batch_size=2, pin_memory=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = [b[0].tolist() for b in loader]
+        second = [b[0].tolist() for b in loader]
+    assert first == second == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    texts = [str(w.message) for w in caught]
+    assert texts == [NO_ACCELERATOR_WARNING]
+    assert _torch_pin_warning() == NO_ACCELERATOR_WARNING
+    assert caught[0].filename == __file__  # points at the user's loop
+
+
+class CustomBatch:
+    """A batch type returned by a user's collate_fn, with its own pin_memory()."""
+
+    def __init__(self, samples: Any) -> None:
+        self.x = np.stack([s[0] for s in samples])
+        self.pinned = False
+
+    def pin_memory(self) -> CustomBatch:
+        self.pinned = True
+        return self
+
+
+def test_custom_batch_pin_memory_is_called_with_an_accelerator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        chute.loader, "OutputStage", functools.partial(OutputStage, available=lambda: True)
+    )
+    ds = chute.TensorDataset(np.arange(6.0))
+    loader = chute.DataLoader(ds, batch_size=4, collate_fn=CustomBatch, pin_memory=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batches = list(loader)
+    assert [b.pinned for b in batches] == [True, True]
+    assert [b.x.tolist() for b in batches] == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0]]
+    unpinned = list(chute.DataLoader(ds, batch_size=4, collate_fn=CustomBatch))
+    assert [b.pinned for b in unpinned] == [False, False]
+
+
+# -- errors while loading --------------------------------------------------------------------
+
+
+class Ragged(tud.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> Any:
+        return {"image": np.zeros((2, 2 + (i == 2)))}, i
+
+
+def test_collate_error_names_the_field_and_the_shapes() -> None:
+    loader = chute.DataLoader(Ragged(), batch_size=4)
+    with pytest.raises(Exception) as theirs:
+        next(iter(tud.DataLoader(Ragged(), batch_size=4)))
+    with pytest.raises(theirs.type) as ours:
+        next(iter(loader))
+    assert isinstance(ours.value, CollateError)
+    assert str(ours.value) == (
+        "default_collate: samples have different shapes at [0]['image']: (2, 2) (sample 0), "
+        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn"
+    )
+
+
+def test_dataset_errors_reach_the_user_unchanged() -> None:
+    class Broken:
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int) -> Any:
+            raise KeyError(f"sample {i} is broken")
+
+    with pytest.raises(KeyError, match="sample 0 is broken"):
+        next(iter(chute.DataLoader(Broken(), batch_size=2)))
+
+
+# -- len ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10])
+@pytest.mark.parametrize("batch_size", [None, 1, 3, 10, 20])
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("iterable", [False, True])
+def test_len_like_torch(n: int, batch_size: int | None, drop_last: bool, iterable: bool) -> None:
+    if batch_size is None and drop_last:
+        return  # refused; see test_same_refusals_as_torch
+    ds = TorchStream(n, "int") if iterable else TorchMap(n, "int")
+    ours = chute.DataLoader(ds, batch_size=batch_size, drop_last=drop_last)
+    theirs = tud.DataLoader(ds, batch_size=batch_size, drop_last=drop_last)
+    assert len(ours) == len(theirs) == len(list(ours))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"batch_sampler": [[0, 1], [2], [3, 4, 5]]},
+        {"sampler": tud.RandomSampler(range(5), replacement=True, num_samples=13), "batch_size": 4},
+        {
+            "sampler": chute.RandomSampler(range(5), replacement=True, num_samples=13),
+            "batch_size": 4,
+        },
+        {"sampler": [4, 3, 2], "batch_size": None},
+        {"shuffle": True, "batch_size": 3, "drop_last": True},
+    ],
+)
+def test_len_with_samplers_like_torch(kwargs: dict[str, Any]) -> None:
+    ds = TorchMap(6, "int")
+    ours, theirs = chute.DataLoader(ds, **kwargs), tud.DataLoader(ds, **kwargs)
+    assert len(ours) == len(theirs) == len(list(ours))
+    assert len(iter(ours)) == len(ours)
+
+
+def test_len_of_iterable_without_len() -> None:
+    class NoLen(tud.IterableDataset):
+        def __iter__(self) -> Any:
+            return iter(range(3))
+
+    with pytest.raises(Exception) as theirs:
+        len(tud.DataLoader(NoLen()))
+    with pytest.raises(theirs.type) as ours:
+        len(chute.DataLoader(NoLen()))
+    assert str(ours.value) == (
+        "len() of a DataLoader over NoLen: the iterable dataset has no __len__"
+    )
+
+
+# -- state_dict and exact resume ---------------------------------------------------------------
+
+
+class Noisy(chute.Dataset):
+    """Samples with a random augmentation drawn from the sample's own stream."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        return np.float64(i) + rng.current().random(), i
+
+
+def _dataset(kind: str, n: int) -> Any:
+    if kind == "noisy":
+        return Noisy(n)
+    return chute.TensorDataset(np.arange(n, dtype=np.float32).reshape(n, 1), np.arange(n))
+
+
+def _batches_as_lists(batches: Any) -> list[Any]:
+    return [[np.asarray(leaf).tolist() for leaf in b] for b in batches]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    batch_size=st.integers(1, 7),
+    drop_last=st.booleans(),
+    shuffle=st.booleans(),
+    kind=st.sampled_from(["noisy", "tensor"]),
+    seed=st.integers(0, 2**63 - 1),
+    new_seed=st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+    stop_epoch=st.integers(0, 1),
+    stop_fraction=st.floats(0, 1.2),
+)
+def test_resume_at_a_random_point_equals_the_uninterrupted_run(
+    n: int,
+    batch_size: int,
+    drop_last: bool,
+    shuffle: bool,
+    kind: str,
+    seed: int,
+    new_seed: int | None,
+    stop_epoch: int,
+    stop_fraction: float,
+) -> None:
+    ds = _dataset(kind, n)
+
+    def loader(seed: int | None) -> Any:
+        return chute.DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed
+        )
+
+    reference = loader(seed)
+    epochs = [_batches_as_lists(reference) for _ in range(stop_epoch + 2)]
+    per_epoch = len(epochs[0])
+
+    run = loader(seed)
+    for _ in range(stop_epoch):
+        list(run)
+    it = iter(run)
+    stop = round(stop_fraction * per_epoch)
+    if stop > per_epoch:  # run the epoch to its end (StopIteration seen)
+        list(it)
+        expected_now, expected_next = [], epochs[stop_epoch + 1]
+    else:
+        for _ in range(stop):
+            next(it)
+        expected_now, expected_next = epochs[stop_epoch][stop:], epochs[stop_epoch + 1]
+    state = json.loads(json.dumps(run.state_dict()))
+
+    resumed = loader(new_seed)
+    resumed.load_state_dict(state)
+    if stop > per_epoch:
+        assert _batches_as_lists(resumed) == expected_next
+        return
+    assert _batches_as_lists(resumed) == expected_now
+    assert _batches_as_lists(resumed) == expected_next
+    assert _batches_as_lists(it) == expected_now  # the interrupted run goes on as well
+
+
+def test_resume_with_user_samplers() -> None:
+    ds = Noisy(20)
+    for make in (
+        lambda: chute.RandomSampler(ds, seed=4),
+        lambda: chute.DistributedSampler(ds, num_replicas=3, rank=1, seed=4),
+        lambda: chute.WeightedRandomSampler(np.arange(20) + 1.0, 15, seed=4),
+    ):
+        ref = chute.DataLoader(ds, batch_size=3, sampler=make(), seed=9)
+        expected = [_batches_as_lists(ref) for _ in range(2)]
+        run = chute.DataLoader(ds, batch_size=3, sampler=make(), seed=9)
+        it = iter(run)
+        next(it)
+        next(it)
+        resumed = chute.DataLoader(ds, batch_size=3, sampler=make())
+        resumed.load_state_dict(json.loads(json.dumps(run.state_dict())))
+        assert _batches_as_lists(resumed) == expected[0][2:]
+        if not isinstance(resumed.sampler, chute.DistributedSampler):  # set_epoch is the user's
+            assert _batches_as_lists(resumed) == expected[1]
+
+
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_resume_iterable_dataset(batch_size: int | None) -> None:
+    ds = TorchStream(10, "tuple")
+    ref = list(chute.DataLoader(ds, batch_size=batch_size))
+    run = chute.DataLoader(ds, batch_size=batch_size, seed=1)
+    it = iter(run)
+    next(it)
+    next(it)
+    resumed = chute.DataLoader(ds, batch_size=batch_size)
+    resumed.load_state_dict(json.loads(json.dumps(run.state_dict())))
+    rest = list(resumed)
+    assert len(rest) == len(ref) - 2
+    for a, b in zip(rest, ref[2:]):
+        assert_tree_equal(a, b)
+
+
+def test_state_dict_is_small_json_and_does_not_grow() -> None:
+    ds = chute.TensorDataset(np.arange(100_000))
+    loader = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=3)
+    before = loader.state_dict()
+    assert before == {
+        "version": 1,
+        "seed": 3,
+        "epoch": 0,
+        "batches": 0,
+        "sampler": {"seed": 3, "epoch": 0},
+    }
+    it = iter(loader)
+    for _ in range(1000):
+        next(it)
+    state = loader.state_dict()
+    text = json.dumps(state)
+    assert json.loads(text) == state
+    assert len(text) < 200
+    assert state["batches"] == 1000 and state["epoch"] == 0
+
+
+def test_load_state_dict_with_a_missing_key() -> None:
+    loader = chute.DataLoader(chute.TensorDataset(np.arange(10)), batch_size=3)
+    state = loader.state_dict()
+    del state["batches"]
+    del state["seed"]
+    with pytest.raises(ValueError) as info:
+        loader.load_state_dict(state)
+    assert str(info.value) == (
+        "load_state_dict: state is missing ['batches', 'seed']; pass a dict made by "
+        "DataLoader.state_dict()"
+    )
+
+
+def test_load_state_dict_with_another_version() -> None:
+    loader = chute.DataLoader(chute.TensorDataset(np.arange(10)), batch_size=3)
+    state = {**loader.state_dict(), "version": 99}
+    with pytest.raises(ValueError) as info:
+        loader.load_state_dict(state)
+    assert str(info.value) == "load_state_dict: state version 99 is not supported (expected 1)"
+
+
+def test_load_state_dict_sampler_state_into_a_stateless_sampler() -> None:
+    state = chute.DataLoader(chute.TensorDataset(np.arange(10)), shuffle=True).state_dict()
+    loader = chute.DataLoader(chute.TensorDataset(np.arange(10)), sampler=[1, 2])
+    with pytest.raises(ValueError) as info:
+        loader.load_state_dict(state)
+    assert str(info.value) == (
+        "load_state_dict: the state has a sampler state but the sampler list has no load_state_dict"
+    )
+
+
+# -- odds and ends -----------------------------------------------------------------------------
+
+
+def test_repr() -> None:
+    loader = chute.DataLoader(chute.TensorDataset(np.arange(3)), batch_size=2, seed=5)
+    assert repr(loader) == (
+        "DataLoader(dataset=TensorDataset, batch_size=2, num_workers=0, format=None, seed=5)"
+    )
+
+
+def test_compat_arguments_are_accepted() -> None:
+    ds = chute.TensorDataset(np.arange(4))
+    loader = chute.DataLoader(ds, batch_size=2, pin_memory_device="", in_order=False, timeout=3)
+    assert [b[0].tolist() for b in loader] == [[0, 1], [2, 3]]
+
+
+def test_batch_size_none_gives_samples_unbatched() -> None:
+    ds = chute.TensorDataset(np.arange(3) * 2)
+    out = list(chute.DataLoader(ds, batch_size=None, shuffle=True, seed=0))
+    assert sorted(int(s[0]) for s in out) == [0, 2, 4]
+    assert all(isinstance(s, list) for s in out)  # as torch: default_convert makes lists
+
+
+def test_defaultdict_samples_keep_their_type() -> None:
+    samples = [collections.defaultdict(list, a=np.ones(2) * i) for i in range(3)]
+    (batch,) = list(chute.DataLoader(samples, batch_size=3))
+    assert isinstance(batch, collections.defaultdict) and batch["a"].shape == (3, 2)
+
+
+def test_resume_fetches_nothing_before_the_resume_point() -> None:
+    """Restoring at batch 1000 costs what restoring at batch 10 does: no replay."""
+    ds = Batched(10_000)
+    run = chute.DataLoader(ds, batch_size=5, shuffle=True, seed=2)
+    it = iter(run)
+    for _ in range(1000):
+        next(it)
+    expected = next(it)
+    state = json.loads(json.dumps(run.state_dict()))
+    state["batches"] = 1000
+    fresh = Batched(10_000)
+    resumed = chute.DataLoader(fresh, batch_size=5, shuffle=True)
+    resumed.load_state_dict(state)
+    got = next(iter(resumed))
+    np.testing.assert_array_equal(got, expected)
+    assert len(fresh.getitems) == 1 and fresh.getitem == 0
+
+
+def test_state_before_iterating_and_right_after_loading() -> None:
+    ds = Noisy(11)
+    ref = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    expected = [_batches_as_lists(ref) for _ in range(2)]
+
+    fresh = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    untouched = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    untouched.load_state_dict(json.loads(json.dumps(fresh.state_dict())))
+    assert [_batches_as_lists(untouched) for _ in range(2)] == expected
+
+    run = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    it = iter(run)
+    for _ in range(3):
+        next(it)
+    state = run.state_dict()
+    again = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    again.load_state_dict(state)
+    assert again.state_dict() == state  # a checkpoint taken before iterating is the same
+    third = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    third.load_state_dict(again.state_dict())
+    assert _batches_as_lists(third) == expected[0][3:]

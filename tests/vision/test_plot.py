@@ -1,0 +1,83 @@
+"""make_grid, save_image and plot_samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from chute.dataset import TensorDataset
+from chute.errors import ChuteValueError
+from chute.vision.plot import make_grid, plot_samples, save_image
+from chute.vision.transforms import ToTensor
+
+
+def test_make_grid_layout_hand_computed() -> None:
+    batch = np.stack([np.full((1, 2, 3), k + 1, np.float32) for k in range(5)])
+    grid = make_grid(batch, nrow=2, padding=1, pad_value=-1)
+    assert grid.shape == (3, 1 + 3 * 3, 1 + 2 * 4)  # 3 rows of 2; 1 channel -> 3
+    assert grid[0, 1, 1] == 1 and grid[0, 1, 5] == 2 and grid[0, 4, 1] == 3 and grid[0, 7, 1] == 5
+    assert grid[0, 0, 0] == -1 and grid[0, 7, 5] == -1  # padding and the empty last cell
+    assert np.array_equal(grid[0], grid[2])
+
+
+def test_make_grid_single_and_normalize() -> None:
+    one = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert make_grid(one).shape == (3, 2, 3)
+    norm = make_grid(np.stack([one[None], one[None] * 2]), normalize=True, padding=0)
+    assert norm.min() == 0.0 and norm.max() == 1.0
+    ranged = make_grid(one[None, None], normalize=True, value_range=(0.0, 2.0))
+    assert ranged.max() == 1.0 and ranged[0, 0, 1] == 0.5
+    each = make_grid(np.stack([one[None], one[None] * 10]), normalize=True, scale_each=True)
+    assert each[:, :, :].max() == 1.0
+    t = make_grid(torch.zeros(2, 3, 4, 4), nrow=1)
+    assert isinstance(t, np.ndarray) and t.shape == (3, 2 + 2 * 6, 2 + 6)
+    with pytest.raises(ChuteValueError, match="make_grid expects a N x C x H x W batch"):
+        make_grid(np.zeros((1, 1, 1, 1, 1)))
+
+
+def test_save_image_png(tmp_path: Path) -> None:
+    batch = np.random.default_rng(0).random((6, 3, 8, 8), dtype=np.float32)
+    path = tmp_path / "grid.png"
+    save_image(batch, path, nrow=3)
+    img = np.asarray(Image.open(path))
+    assert img.shape == (2 + 2 * 10, 2 + 3 * 10, 3)
+    expected = np.clip(batch[0] * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    assert np.array_equal(img[2:10, 2:10], expected)
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+
+
+def _toy_dataset(transform: object = None) -> TensorDataset:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 20)
+    if transform is not None:
+        images = np.stack([transform(im) for im in images])  # type: ignore[operator]
+    return TensorDataset(images, labels)
+
+
+def test_plot_samples_writes_png(tmp_path: Path) -> None:
+    ds = _toy_dataset()
+    names = [f"class{k}" for k in range(10)]
+    path = tmp_path / "samples.png"
+    fig = plot_samples(ds, labels_map=names, seed=1, path=path)
+    assert len(fig.axes) == 9
+    titles = {ax.get_title() for ax in fig.axes}
+    assert titles <= set(names)
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape == (800, 800, 3)
+    assert img.std() > 20  # not blank
+    assert (img < 50).mean() > 0.05  # dark pixels of the grey images
+
+
+def test_plot_samples_after_totensor_and_classes_attr(tmp_path: Path) -> None:
+    ds = _toy_dataset(ToTensor())
+    ds.classes = [f"c{k}" for k in range(10)]  # type: ignore[attr-defined]
+    fig = plot_samples(ds, cols=2, rows=1, seed=0, path=tmp_path / "p.png", figsize=(4, 2))
+    assert all(ax.get_title().startswith("c") for ax in fig.axes)
+    assert Image.open(tmp_path / "p.png").size == (400, 200)
+    a = [ax.get_title() for ax in plot_samples(ds, seed=3).axes]
+    assert a == [ax.get_title() for ax in plot_samples(ds, seed=3).axes]
