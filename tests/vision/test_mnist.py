@@ -238,3 +238,30 @@ def test_download_with_wrong_md5_leaves_nothing_to_parse(http_server, tmp_path, 
     ):
         FashionMNIST(target, download=True)
     assert list((target / "FashionMNIST" / "raw").iterdir()) == []
+
+
+def test_emnist_split_download_from_a_zip(http_server, tmp_path, monkeypatch):
+    import zipfile
+
+    from chute.vision.datasets import EMNIST
+
+    src = write_mnist_raw(tmp_path / "src", "X", train_size=40, test_size=8, gz=True)
+    archive = tmp_path / "gzip.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+            zf.write(src / f"{name}.gz", f"gzip/emnist-letters-{name}.gz")
+        for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            zf.write(src / f"{name}.gz", f"gzip/emnist-letters-{name.replace('t10k', 'test')}.gz")
+    http_server.add("/gzip.zip", archive.read_bytes())
+    monkeypatch.setattr(EMNIST, "url", http_server.url("/gzip.zip"))
+    monkeypatch.setattr(EMNIST, "md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    ds = EMNIST(tmp_path / "root", split="letters", download=True)
+    assert len(ds) == 40 and ds.classes[:3] == ["N/A", "a", "b"] and len(ds.classes) == 27
+    assert len(EMNIST(tmp_path / "root", split="letters", train=False)) == 8
+    raw = tmp_path / "root" / "EMNIST" / "raw"
+    assert (raw / "emnist-letters-test-labels-idx1-ubyte").is_file()
+    assert not (raw / "gzip").exists()
+    assert len(EMNIST.classes_split_dict["byclass"]) == 62
+    assert len(EMNIST.classes_split_dict["balanced"]) == 47
+    with pytest.raises(ValueError, match=r"Unknown value 'letter' for argument split\. Valid"):
+        EMNIST(tmp_path / "root", split="letter")
