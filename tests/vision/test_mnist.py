@@ -265,3 +265,32 @@ def test_emnist_split_download_from_a_zip(http_server, tmp_path, monkeypatch):
     assert len(EMNIST.classes_split_dict["balanced"]) == 47
     with pytest.raises(ValueError, match=r"Unknown value 'letter' for argument split\. Valid"):
         EMNIST(tmp_path / "root", split="letter")
+
+
+def test_with_chute_transforms_one_gather_one_conversion(root, monkeypatch):
+    from chute.vision.transforms import Compose, Normalize, RandomHorizontalFlip, ToTensor
+
+    calls = []
+    original = ToTensor.batch
+    monkeypatch.setattr(
+        ToTensor, "batch", lambda self, x, r: calls.append(x.shape) or original(self, x, r)
+    )
+    ds = FashionMNIST(root, transform=ToTensor())
+    out = ds.__getitems__(list(range(64)))
+    assert calls == [(64, 28, 28)] and isinstance(out, StackedSamples)
+    images, labels = out.data
+    assert images.shape == (64, 1, 28, 28) and images.dtype == np.float32
+    np.testing.assert_array_equal(images, ds.data[:64, None] / np.float32(255))
+    np.testing.assert_array_equal(labels, ds.targets[:64])
+    aug = FashionMNIST(
+        root,
+        transform=Compose([ToTensor(), RandomHorizontalFlip(), Normalize((0.5,), (0.5,))]),
+    )
+    with rng.epoch_scope(3, 0):
+        batch = aug.__getitems__([5, 6, 7, 8])
+        alone = []
+        for i in [5, 6, 7, 8]:
+            with rng.sample_scope(i):
+                alone.append(aug[i][0])
+    assert isinstance(batch, StackedSamples)
+    np.testing.assert_allclose(batch.data[0], np.stack(alone), atol=1e-6)
