@@ -32,6 +32,8 @@ EXPECTED_ALL = [
     "default_collate",
     "default_convert",
     "DataLoader",
+    "get_worker_info",
+    "WorkerInfo",
 ]
 
 
@@ -58,7 +60,7 @@ def test_version_is_pep440_like() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+([ab]|rc|\.dev|\.post)?\d*", chute.__version__)
 
 
-CHUTE_ONLY = {"__version__", "errors", "rng", "ChuteError", "StackedSamples"}
+CHUTE_ONLY = {"__version__", "errors", "rng", "ChuteError", "StackedSamples", "WorkerInfo"}
 
 
 @pytest.mark.parametrize("name", [n for n in EXPECTED_ALL if n not in CHUTE_ONLY])

@@ -92,19 +92,22 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def _mismatch(path: Path, md5: str | None, sha256: str | None, size: int | None) -> str | None:
-    """Describe how ``path`` differs from what is expected, or None if it matches."""
+def _mismatch(
+    path: Path, md5: str | None, sha256: str | None, size: int | None, label: str | None = None
+) -> str | None:
+    """Describe how ``path`` (called ``label`` in the message) differs, or None if it matches."""
+    name = label or str(path)
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        return f"size mismatch for {path}: expected {size} bytes, found {actual_size}"
+        return f"size mismatch for {name}: expected {size} bytes, found {actual_size}"
     if md5 is not None:
         found = file_digest(path, "md5")
         if found != md5.lower():
-            return f"md5 mismatch for {path}: expected {md5}, found {found}"
+            return f"md5 mismatch for {name}: expected {md5}, found {found}"
     if sha256 is not None:
         found = file_digest(path, "sha256")
         if found != sha256.lower():
-            return f"sha256 mismatch for {path}: expected {sha256}, found {found}"
+            return f"sha256 mismatch for {name}: expected {sha256}, found {found}"
     return None
 
 
@@ -299,7 +302,7 @@ def _try_url(
             return f"{type(exc).__name__}: {exc}"
         if not part.exists():
             part.touch()
-        mismatch = _mismatch(part, *expected)
+        mismatch = _mismatch(part, *expected, label=f"downloaded {target.name}")
         if mismatch is None:
             os.replace(part, target)
             return None

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chute import rng
+from chute import StackedSamples, rng
 from chute.errors import ChuteKeyError, ChuteValueError, DatasetFormatError, ImageDecodeError
 from chute.vision.datasets import (
     IMG_EXTENSIONS,
@@ -266,3 +266,33 @@ def test_csv_of_many_rows_is_small(tmp_path: Path) -> None:
     assert len(ds) == n and ds.targets[-1] == (n - 1) % 10
     # 15 bytes of name + 4 of offset + 1 of label per row, not per-row Python objects
     assert kept < 24 * n, kept
+
+
+def test_getitems_runs_the_batchable_tail_once(tmp_path: Path) -> None:
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(4)], 4, size=(60, 80))
+    t = Compose([RandomResizedCrop(16), RandomHorizontalFlip(), ToTensor()])
+    ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t)
+    order = [3, 1, 0, 2]
+    with rng.epoch_scope(11, 2):
+        batch = ds.__getitems__(order)
+    assert isinstance(batch, StackedSamples) and len(batch) == 4
+    images, labels = batch.data
+    assert images.shape == (4, 3, 16, 16) and images.dtype == np.float32
+    assert labels.tolist() == order
+    for k, i in enumerate(order):
+        assert np.array_equal(images[k], _fetch_at(ds, i, 11, 2))
+
+
+def test_getitems_with_unequal_shapes_and_folders(tree: Path) -> None:
+    t = Compose([Resize(4), RandomHorizontalFlip(), ToTensor()])
+    ds = ImageFolder(tree, transform=t)  # 6x8 and 3x3 images: shapes differ after Resize(4)
+    with rng.epoch_scope(0, 0):
+        batch = ds.__getitems__([0, 1, 2])
+    assert isinstance(batch, list) and [b[1] for b in batch] == [0, 0, 1]
+    for k in range(3):
+        with rng.epoch_scope(0, 0), rng.sample_scope(k):
+            assert np.array_equal(batch[k][0], ds[k][0])
+    same = ImageFolder(tree, transform=Compose([CenterCrop(3), RandomHorizontalFlip()]))
+    with rng.epoch_scope(0, 0):
+        stacked = same.__getitems__([0, 3])  # both 6x8: the whole chain runs batched
+    assert isinstance(stacked, StackedSamples) and stacked.data[0].shape == (2, 3, 3, 3)

@@ -254,12 +254,14 @@ def _decode_jpeg_raw(
     backend: str | None,
 ) -> np.ndarray:
     use_sj = backend == "simplejpeg" or (backend is None and _has_simplejpeg())
-    img = _open_pil(raw, name)
-    rotate = exif and _exif_orientation(img) != 1
+    img = _open_pil(raw, name) if exif or not use_sj else None
+    rotate = img is not None and exif and _exif_orientation(img) != 1
     if use_sj and not rotate and raw.startswith(_JPEG_MAGIC):
         arr = _decode_simplejpeg(raw, mode, min_size, name)
         if arr is not None:
             return arr
+    if img is None:
+        img = _open_pil(raw, name)
     if min_size is not None and getattr(img, "format", None) == "JPEG":
         draft_mode = {ImageReadMode.GRAY: "L", ImageReadMode.RGB: "RGB"}.get(mode)
         try:

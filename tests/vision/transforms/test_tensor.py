@@ -109,3 +109,9 @@ def test_reprs() -> None:
     assert repr(Normalize(mean=[0.5], std=[0.5])) == "Normalize(mean=[0.5], std=[0.5])"
     assert repr(Normalize((0.1307,), (0.3081,))) == "Normalize(mean=(0.1307,), std=(0.3081,))"
     assert repr(ToDtype(np.float32, scale=True)) == "ToDtype(scale=True)"
+
+
+def test_totensor_output_is_c_contiguous() -> None:
+    x = np.random.default_rng(6).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    assert ToTensor().batch(x, []).flags["C_CONTIGUOUS"]
+    assert ToTensor()(x[0]).flags["C_CONTIGUOUS"]

@@ -32,6 +32,7 @@ import numpy as np
 
 from ... import rng
 from ..._lazy import require
+from ...errors import ImageDecodeError
 from .. import io as _io
 from ..transforms import Compose, RandomResizedCrop, Resize
 from ..transforms.geometry import _PIL_FILTER
@@ -53,7 +54,7 @@ class Plan:
 
 def plan(transform: Any, read_mode: _io.ImageReadMode) -> Plan | None:
     """A plan when ``transform`` starts with RandomResizedCrop or Resize, else None."""
-    if read_mode not in _MODES:
+    if transform is None or read_mode not in _MODES:
         return None
     members = list(transform.transforms) if isinstance(transform, Compose) else [transform]
     if not members or not isinstance(members[0], (RandomResizedCrop, Resize)):
@@ -62,7 +63,7 @@ def plan(transform: Any, read_mode: _io.ImageReadMode) -> Plan | None:
 
 
 def _resize_box(
-    chw: np.ndarray, size_hw: tuple[int, int], box: tuple[float, ...], resample: int
+    chw: np.ndarray, size_hw: tuple[int, int], box: tuple[float, ...] | None, resample: int
 ) -> np.ndarray:
     Image = require("PIL.Image", "resizing images")
     size = (size_hw[1], size_hw[0])
@@ -73,13 +74,50 @@ def _resize_box(
     return np.stack(planes)
 
 
+def _exact(
+    pil: Any,
+    raw: bytes,
+    name: str,
+    mode: _io.ImageReadMode,
+    box: tuple[int, int, int, int],
+    size_hw: tuple[int, int],
+    resample: int,
+) -> np.ndarray:
+    """Full decode, crop, resize: the same pixels as ``read_image`` then the transform.
+
+    Works on the PIL image (no C x H x W round trip); Pillow resizes each band as the
+    array path does, so the result is identical.
+    """
+    target = {_io.ImageReadMode.GRAY: "L", _io.ImageReadMode.RGB: "RGB"}.get(mode)
+    try:
+        pil.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+    if target is None and pil.mode not in ("L", "RGB"):
+        full = _io._finish_pil(pil, mode, False, name)
+        top, left, h, w = box
+        return np.asarray(
+            _resize_box(full[:, top : top + h, left : left + w], size_hw, None, resample)
+        )
+    if target is not None and pil.mode != target:
+        pil = pil.convert(target)
+    top, left, h, w = box
+    if (top, left, h, w) != (0, 0, pil.size[1], pil.size[0]):
+        pil = pil.crop((left, top, left + w, top + h))
+    if pil.size != (size_hw[1], size_hw[0]):
+        pil = pil.resize((size_hw[1], size_hw[0]), resample)
+    arr = np.asarray(pil)
+    return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
 def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode) -> Any:
     """Decode ``raw`` (the file ``name``) and apply the planned transforms."""
     if not raw.startswith(_io._JPEG_MAGIC):
         out = _io._decode_raw(raw, name, mode, False)
         out = p.first(out)
     else:
-        width, height = _io._open_pil(raw, name).size
+        pil = _io._open_pil(raw, name)
+        width, height = pil.size
         first = p.first
         if isinstance(first, RandomResizedCrop):
             top, left, h, w = first.get_params(height, width, rng.current())
@@ -91,18 +129,14 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode) -> Any:
         # antialiased resize then still shrinks by >= 2, which hides the DCT scaling's blur
         need_w = math.ceil(width * _MARGIN * out_w / w)
         need_h = math.ceil(height * _MARGIN * out_h / h)
-        if min(width // need_w, height // need_h) < 2:
-            full = _io._decode_jpeg_raw(raw, name, mode, None, False, None)
-            out = (
-                first.apply(full, (top, left, h, w))
-                if isinstance(first, RandomResizedCrop)
-                else first(full)
-            )
-        else:
+        resample = _PIL_FILTER[first.interpolation]
+        if min(width // need_w, height // need_h) >= 2:
             small = _io._decode_jpeg_raw(raw, name, mode, (need_h, need_w), False, None)
             sy, sx = small.shape[1] / height, small.shape[2] / width
             box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-            out = _resize_box(small, (out_h, out_w), box, _PIL_FILTER[first.interpolation])
+            out = _resize_box(small, (out_h, out_w), box, resample)
+        else:
+            out = _exact(pil, raw, name, mode, (top, left, h, w), (out_h, out_w), resample)
     for t in p.rest:
         out = t(out)
     return out

@@ -26,7 +26,9 @@ import numpy as np
 
 from ... import rng
 from ...errors import ChuteKeyError, ChuteValueError, DatasetFormatError
+from ...stacked import StackedSamples
 from ..io import ImageReadMode, decode_image, read_image
+from ..transforms import Compose, apply_batch, is_batchable
 from . import _reduced
 from ._strings import PackedStrings
 from .vision import VisionDataset
@@ -144,18 +146,79 @@ def default_loader(path: str) -> np.ndarray:
     return np.ascontiguousarray(decode_image(path, ImageReadMode.RGB).transpose(1, 2, 0))
 
 
-class _PerSampleFetch:
-    """``__getitems__`` for file datasets: each sample in its own random stream."""
+def _split_batchable(transform: Any) -> tuple[Any, list[Any]]:
+    """Split a transform into a per-sample head and the longest batchable tail.
 
-    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+    ``Compose([RandomResizedCrop(224), RandomHorizontalFlip(), ToTensor()])`` splits into
+    ``Compose([RandomResizedCrop(224)])`` and ``[RandomHorizontalFlip(), ToTensor()]``.
+    """
+    if transform is None:
+        return None, []
+    members = list(transform.transforms) if isinstance(transform, Compose) else [transform]
+    k = len(members)
+    while k > 0 and is_batchable(members[k - 1]):
+        k -= 1
+    # Leading transforms whose batch form is only a loop (RandomResizedCrop, Resize, ...) stay
+    # per sample: they shrink differently sized images to one size, so they must come first.
+    lead = 0
+    while lead < len(members) and getattr(members[lead], "per_sample_batch", False):
+        lead += 1
+    k = max(k, lead)
+    head = members[:k]
+    if not head:
+        return None, members
+    return (head[0] if len(head) == 1 else Compose(head)), members[k:]
+
+
+class _FileFetch:
+    """Batch-first fetch for file datasets.
+
+    NOTE [ File datasets fetch a batch in two halves ]
+    Files must be decoded one by one, but the end of a typical transform chain (flips,
+    ``ToTensor``, ``Normalize``) is batchable. ``__getitems__`` runs the head of the chain on
+    each sample inside its own ``rng.sample_scope(i)``, stacks the results (when their shapes
+    agree) and runs the batchable tail once on the whole batch with the *same* generators,
+    already advanced by the head, so every sample gets exactly the draws it gets alone. This
+    skips one float array per sample and the float stacking copy of the collate step.
+    """
+
+    transform: Any
+    target_transform: Any
+
+    def _load(self, i: int, transform: Any) -> Any:
+        raise NotImplementedError
+
+    def _label(self, i: int) -> int:
+        raise NotImplementedError
+
+    def __getitems__(self, indices: Sequence[int]) -> Any:
+        head, tail = _split_batchable(self.transform)
+        if not tail or self.target_transform is not None or len(indices) == 0:
+            out = []
+            for i in indices:
+                with rng.sample_scope(i):
+                    out.append(self[i])  # type: ignore[index]
+            return out
+        images, gens, labels = [], [], []
+        for index in indices:
+            i = self._check_index(index)  # type: ignore[attr-defined]
+            with rng.sample_scope(index) as gen:
+                images.append(self._load(i, head))
+                gens.append(gen if gen is not None else np.random.default_rng())
+            labels.append(self._label(i))
+        shapes = {getattr(im, "shape", None) for im in images}
+        if len(shapes) == 1 and isinstance(images[0], np.ndarray):
+            batch = apply_batch(Compose(tail), np.stack(images), gens)
+            return StackedSamples((batch, np.asarray(labels, dtype=np.int64)), len(images))
         out = []
-        for i in indices:
-            with rng.sample_scope(i):
-                out.append(self[i])  # type: ignore[index]
+        for im, gen, label in zip(images, gens, labels, strict=True):
+            for t in tail:
+                im = t.batch(im[None], [gen])[0]
+            out.append((im, label))
         return out
 
 
-class DatasetFolder(_PerSampleFetch, VisionDataset):
+class DatasetFolder(_FileFetch, VisionDataset):
     """Samples in a class-per-folder tree: ``root/<class>/.../<file>``.
 
     Args:
@@ -219,12 +282,17 @@ class DatasetFolder(_PerSampleFetch, VisionDataset):
         """The class index of every sample (built on access)."""
         return self._targets.tolist()  # type: ignore[no-any-return]
 
+    def _load(self, i: int, transform: Any) -> Any:
+        sample = self.loader(self._path(i))
+        return transform(sample) if transform is not None else sample
+
+    def _label(self, i: int) -> int:
+        return int(self._targets[i])
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         i = self._check_index(index)
-        sample = self.loader(self._path(i))
-        target: Any = int(self._targets[i])
-        if self.transform is not None:
-            sample = self.transform(sample)
+        sample = self._load(i, self.transform)
+        target: Any = self._label(i)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return sample, target
@@ -326,7 +394,7 @@ def _column(spec: int | str, header: list[str] | None, what: str, path: str) -> 
     return int(spec)
 
 
-class ImageCSVDataset(_PerSampleFetch, VisionDataset):
+class ImageCSVDataset(_FileFetch, VisionDataset):
     """Images named in a CSV annotations file, with integer labels (the tutorial's dataset).
 
     Each data row names an image file (relative to ``img_dir``) and its label; the sample is
@@ -452,27 +520,25 @@ class ImageCSVDataset(_PerSampleFetch, VisionDataset):
             for n, t in zip(self._names, self._labels, strict=True)
         ]
 
-    def _load(self, i: int) -> Any:
+    def _load(self, i: int, transform: Any) -> Any:
         path = os.path.join(self.img_dir, self._names[i])
-        if self.reduced_decode and self.transform is not None:
-            plan = _reduced.plan(self.transform, self.read_mode)
-            if plan is not None:
-                try:
-                    with open(path, "rb") as f:
-                        raw = f.read()
-                except FileNotFoundError:
-                    raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
-                return _reduced.run(plan, raw, path, self.read_mode)
+        plan = _reduced.plan(transform, self.read_mode) if self.reduced_decode else None
         try:
+            if plan is not None:
+                with open(path, "rb") as f:
+                    return _reduced.run(plan, f.read(), path, self.read_mode)
             img = read_image(path, self.read_mode)
         except FileNotFoundError:
             raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
-        return self.transform(img) if self.transform is not None else img
+        return transform(img) if transform is not None else img
+
+    def _label(self, i: int) -> int:
+        return int(self._labels[i])
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         i = self._check_index(index)
-        image = self._load(i)
-        label: Any = int(self._labels[i])
+        image = self._load(i, self.transform)
+        label: Any = self._label(i)
         if self.target_transform is not None:
             label = self.target_transform(label)
         return image, label

@@ -8,6 +8,11 @@ has a method ``batch(x, rngs)``: ``x`` has a leading sample axis N in the per-sa
 exactly the order ``__call__`` draws them from :func:`chute.rng.current`, so a sample gets the
 same result alone or in a batch. :class:`Compose` has ``batch`` only when all its members do;
 :func:`is_batchable` is the test a dataset uses to choose the batch path.
+
+Some batch forms only loop over the samples (``Resize``, ``RandomResizedCrop``,
+``ColorJitter``: each sample has its own output computation); they say so with the class
+attribute ``per_sample_batch = True``. A dataset that decodes files one by one runs such
+transforms at the start of a chain per sample, on the decoded image, and the rest batched.
 """
 
 from __future__ import annotations

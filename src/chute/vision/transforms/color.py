@@ -174,6 +174,8 @@ class ColorJitter:
         ColorJitter(brightness=(0.6, 1.4), contrast=None, saturation=None, hue=None)
     """
 
+    per_sample_batch = True  # its batch form loops over samples (NOTE [ Batch transforms ])
+
     def __init__(
         self,
         brightness: float | Sequence[float] = 0,

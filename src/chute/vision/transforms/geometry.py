@@ -137,6 +137,8 @@ class Resize:
         (4, 8, 3)
     """
 
+    per_sample_batch = True  # its batch form loops over samples (NOTE [ Batch transforms ])
+
     def __init__(
         self,
         size: int | Sequence[int],
@@ -327,6 +329,8 @@ class RandomResizedCrop:
         >>> RandomResizedCrop(8)(np.zeros((20, 30, 3), np.uint8)).shape
         (8, 8, 3)
     """
+
+    per_sample_batch = True  # its batch form loops over samples (NOTE [ Batch transforms ])
 
     def __init__(
         self,

@@ -71,7 +71,8 @@ class ToTensor:
         elif spatial_axes(arr, batched) == (-3, -2):
             arr = np.moveaxis(arr, -1, -3)
         if arr.dtype == np.uint8:
-            return np.ascontiguousarray(arr, dtype=np.float32) / np.float32(255)
+            # one pass, one allocation; float32 division by 255 as torch's .float().div(255)
+            return np.divide(arr, np.float32(255), dtype=np.float32, order="C")
         return np.ascontiguousarray(arr)
 
     def __repr__(self) -> str:

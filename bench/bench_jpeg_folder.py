@@ -1,0 +1,195 @@
+"""CSV-annotated folder of 375x500 JPEGs, RandomResizedCrop(224) + RandomHorizontalFlip + ToTensor.
+
+chute: ``ImageCSVDataset`` + ``chute.vision.transforms`` + ``chute.DataLoader``.
+PyTorch: the tutorial's ``CustomImageDataset`` (PIL open + convert RGB) with the transforms
+torchvision runs on PIL images (PIL crop/resize/flip, then a torch to-tensor), written here
+because torchvision is not installed, and ``torch.utils.data.DataLoader``.
+
+Batch 64, shuffled, one epoch, ``--workers`` workers on both sides (chute tries thread and
+process workers), same files, same run. Prints samples/s and the ratios.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.utils.data as tud
+from PIL import Image
+
+import chute
+from _common import Result, batch_len, parser, report
+from chute.vision import transforms as T
+from chute.vision.datasets import ImageCSVDataset
+from chute.vision.io import write_jpeg
+
+
+def make_folder(root: str, n: int, height: int = 375, width: int = 500, quality: int = 90) -> str:
+    """Write ``n`` photo-like JPEGs and ``labels.csv``; return the CSV path."""
+    gen = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    lines = []
+    for i in range(n):
+        a, b, c = gen.uniform(0.01, 0.06, 3)
+        img = np.stack(
+            [
+                127 + 100 * np.sin(a * x + b * y),
+                127 + 100 * np.cos(b * x - c * y),
+                127 + 100 * np.sin(c * (x + y)),
+            ]
+        )
+        img += gen.normal(0, 12, img.shape).astype(np.float32)
+        name = f"img_{i:05d}.jpg"
+        write_jpeg(np.clip(img, 0, 255).astype(np.uint8), os.path.join(root, name), quality)
+        lines.append(f"{name},{i % 10}\n")
+    csv_path = os.path.join(root, "labels.csv")
+    with open(csv_path, "w") as f:
+        f.writelines(lines)
+    return csv_path
+
+
+# -- the PyTorch side: the tutorial's dataset and torchvision's PIL transforms, re-implemented --
+
+
+class TutorialImageDataset(tud.Dataset):
+    """The tutorial's CustomImageDataset, reading with PIL (as torchvision's default loader)."""
+
+    def __init__(self, annotations_file: str, img_dir: str, transform: Callable[..., Any]):
+        with open(annotations_file) as f:
+            rows = [line.strip().split(",") for line in f if line.strip()]
+        self.img_labels = [(name, int(label)) for name, label in rows]
+        self.img_dir = img_dir
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.img_labels)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
+        name, label = self.img_labels[idx]
+        with open(os.path.join(self.img_dir, name), "rb") as f:
+            image = Image.open(f).convert("RGB")
+        return self.transform(image), label
+
+
+def _rrc_params(width: int, height: int) -> tuple[int, int, int, int]:
+    area = height * width
+    log_ratio = (math.log(3 / 4), math.log(4 / 3))
+    for _ in range(10):
+        target = area * torch.empty(1).uniform_(0.08, 1.0).item()
+        aspect = math.exp(torch.empty(1).uniform_(*log_ratio).item())
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            i = int(torch.randint(0, height - h + 1, (1,)).item())
+            j = int(torch.randint(0, width - w + 1, (1,)).item())
+            return i, j, h, w
+    side = min(width, height)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def torchvision_style_transform(img: Image.Image) -> torch.Tensor:
+    """RandomResizedCrop(224) + RandomHorizontalFlip() + ToTensor(), as torchvision on PIL."""
+    i, j, h, w = _rrc_params(*img.size)
+    img = img.crop((j, i, j + w, i + h)).resize((224, 224), Image.BILINEAR)
+    if torch.rand(1).item() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous().float().div(255)
+
+
+def _worker_seed(worker_id: int) -> None:
+    random.seed(worker_id)
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def one_epoch(make: Callable[[], Iterable[Any]]) -> tuple[float, int]:
+    """Wall time of one epoch (loader creation and worker start-up included), and samples."""
+    t0 = time.perf_counter()
+    n = sum(batch_len(b) for b in make())
+    return time.perf_counter() - t0, n
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--n", type=int, default=512, help="number of JPEG files")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    w = args.workers
+    with tempfile.TemporaryDirectory() as root:
+        csv_path = make_folder(root, args.n)
+        tds = TutorialImageDataset(csv_path, root, torchvision_style_transform)
+        transform = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
+        cds = ImageCSVDataset(csv_path, root, transform=transform)
+
+        def torch_loader(workers: int) -> Iterable[Any]:
+            init = _worker_seed if workers else None
+            return tud.DataLoader(
+                tds, batch_size=64, shuffle=True, num_workers=workers, worker_init_fn=init
+            )
+
+        def chute_loader(workers: int, worker_type: str = "thread") -> Iterable[Any]:
+            return chute.DataLoader(
+                cds,
+                batch_size=64,
+                shuffle=True,
+                num_workers=workers,
+                worker_type=worker_type,
+                seed=0,
+            )
+
+        configs: dict[str, Callable[[], Iterable[Any]]] = {
+            f"torch.utils.data, {w} workers": lambda: torch_loader(w),
+            f"chute, {w} thread workers": lambda: chute_loader(w, "thread"),
+            f"chute, {w} process workers": lambda: chute_loader(w, "process"),
+            "torch.utils.data, num_workers=0": lambda: torch_loader(0),
+            "chute, num_workers=0": lambda: chute_loader(0),
+        }
+        # Interleave the configurations so that a change in machine load hits all of them.
+        best: dict[str, tuple[float, int]] = {}
+        notes: list[str] = []
+        for _ in range(args.repeat):
+            for name, make in list(configs.items()):
+                try:
+                    seconds, samples = one_epoch(make)
+                except (ImportError, NotImplementedError) as exc:
+                    notes.append(f"{name}: not available ({type(exc).__name__}: {exc})")
+                    del configs[name]
+                    continue
+                if name not in best or seconds < best[name][0]:
+                    best[name] = (seconds, samples)
+
+    results = [Result(name, s, t) for name, (t, s) in best.items()]
+    rate = {r.name: r.rate for r in results}
+    base = rate[f"torch.utils.data, {w} workers"]
+    ratios = {
+        f"{name} / torch {w} workers": value / base
+        for name, value in rate.items()
+        if name.startswith("chute") and "workers=0" not in name
+    }
+    ratios["chute / torch, num_workers=0"] = (
+        rate["chute, num_workers=0"] / rate["torch.utils.data, num_workers=0"]
+    )
+    torch_best = max(v for k, v in rate.items() if k.startswith("torch"))
+    chute_best = max(v for k, v in rate.items() if k.startswith("chute"))
+    ratios["best chute / best torch"] = chute_best / torch_best
+    for note in notes:
+        print(f"  note: {note}")
+    report(
+        f"{args.n} JPEGs 375x500 q90, RandomResizedCrop(224)+HFlip+ToTensor, batch 64, shuffle",
+        results,
+        ratios,
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
