@@ -140,3 +140,18 @@ def test_unsent_segments_are_unlinked_and_dropped_ones_forgotten(pair):
     got = send(writer, reader, np.zeros(3))
     assert len(reader._maps) <= 5  # ... and the main process forgot them too
     del got
+
+
+def test_a_full_dev_shm_gives_a_clear_error(pair, monkeypatch):
+    import errno
+
+    writer, _ = pair
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(
+        OSError, match=r"/dev/shm is full: no room for a 8,000-byte batch .*--shm-size"
+    ):
+        writer.pack(np.zeros(1000))

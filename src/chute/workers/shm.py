@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import errno
 import functools
 import mmap
 import os
@@ -222,6 +223,17 @@ class Writer:
                 if arr.nbytes:
                     _pwrite_all(fd, _memory_order_bytes(arr, leaf), leaf.offset)
             mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        except OSError as exc:
+            _unlink(path)
+            if exc.errno == errno.ENOSPC:
+                raise OSError(
+                    errno.ENOSPC,
+                    f"{SHM_DIR} is full: no room for a {size:,}-byte batch ({exc.strerror}); "
+                    f"give the container more shared memory (e.g. docker run --shm-size=2g), "
+                    f"use smaller batches or fewer workers/prefetch_factor, or "
+                    f"worker_type='thread'",
+                ) from exc
+            raise
         except BaseException:
             _unlink(path)
             raise
