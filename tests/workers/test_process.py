@@ -270,3 +270,25 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_worker_killed_between_epochs_then_the_pool_restarts(leaks):
+    fetcher = MapFetcher(RandomCrops(), stack_collate, True, seed=1)
+    pool = WorkerPool(fetcher, 2, persistent=True)
+    list(pool.map_epoch(0, TASKS))
+    victim = pool.worker_pids[0]
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(WorkerDiedError, match=rf"worker 0 \(pid {victim}\) was killed by signal"):
+        list(pool.map_epoch(1, TASKS))
+    assert not pool.running
+    again = list(pool.map_epoch(2, TASKS))  # a new set of workers
+    assert len(again) == len(TASKS) and victim not in pool.worker_pids
+    pool.shutdown()
+
+
+def test_system_exit_in_a_thread_worker_does_not_hang(leaks):
+    pool = WorkerPool(
+        MapFetcher(Failing(20, 3, SystemExit(2)), stack, True, 0), 2, worker_type="thread"
+    )
+    with pytest.raises(WorkerError, match=r"SystemExit in DataLoader worker \d"):
+        list(pool.map_epoch(0, TASKS))
