@@ -256,3 +256,30 @@ def test_arguments_are_checked():
         WorkerPool(fetcher, 1, multiprocessing_context="pigeon")
     with pytest.raises(ChuteTypeError, match=r"worker_init_fn must be callable or None, got int"):
         WorkerPool(fetcher, 1, worker_init_fn=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_any_tasks_any_stopping_point_same_batches(leaks, worker_type):
+    """Hypothesis: for random task lists and random early stops, a persistent pool yields
+    exactly the single-process batches, in order, and stays usable."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    fetcher = MapFetcher(RandomCrops(), stack_collate, True, seed=21)
+    pool = WorkerPool(fetcher, 3, worker_type=worker_type, persistent=True, prefetch_factor=2)
+
+    @settings(max_examples=25, deadline=None)
+    @given(
+        tasks=st.lists(st.lists(st.integers(0, 39), min_size=1, max_size=5), max_size=12),
+        stop=st.integers(0, 12),
+        epoch=st.integers(0, 3),
+    )
+    def check(tasks, stop, epoch):
+        for k, batch in enumerate(pool.map_epoch(epoch, tasks)):
+            assert_same(batch, fetcher(tasks[k], epoch))
+            if k + 1 == stop:
+                break
+
+    check()
+    pool.shutdown()
