@@ -281,5 +281,7 @@ def test_any_tasks_any_stopping_point_same_batches(leaks, worker_type):
             if k + 1 == stop:
                 break
 
-    check()
-    pool.shutdown()
+    try:
+        check()
+    finally:
+        pool.shutdown()
