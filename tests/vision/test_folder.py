@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from chute import StackedSamples, rng
@@ -246,12 +248,17 @@ def _fetch_at(ds: ImageCSVDataset, i: int, seed: int, epoch: int) -> np.ndarray:
 def test_packed_strings_are_compact() -> None:
     names = [f"images/img_{i:07d}.jpg" for i in range(200_000)]
     packed = PackedStrings(names)
-    assert packed[123_456] == names[123_456] and packed[-1] == names[-1]
-    assert packed.nbytes <= 26 * len(names) + 4  # 22 bytes of text + 4 of offset per name
-    list_cost = sys.getsizeof(names) + sum(sys.getsizeof(s) for s in names)
-    assert packed.nbytes * 2 < list_cost
+    assert packed[123_456] == names[123_456] and packed[-1] == names[-1] and packed[0] == names[0]
+    assert packed.nbytes <= 7 * len(names) + 64  # prefix and suffix once, no offsets
+    ragged = [f"dir{i % 7}/{'x' * (i % 5)}{i}.png" for i in range(10_000)]
+    assert list(PackedStrings(ragged)) == ragged
+    list_cost = sys.getsizeof(ragged) + sum(sys.getsizeof(s) for s in ragged)
+    assert PackedStrings(ragged).nbytes * 3 < list_cost
     odd = PackedStrings(["é.png", "\udcff.png", ""])
     assert list(odd) == ["é.png", "\udcff.png", ""]
+    assert list(PackedStrings(["ab", "ab", "aab"])) == ["ab", "ab", "aab"]
+    assert list(PackedStrings(["same", "same"])) == ["same", "same"]
+    assert list(PackedStrings([])) == []
     with pytest.raises(IndexError, match="index 3 is out of range for 3 strings"):
         odd[3]
 
@@ -264,8 +271,8 @@ def test_csv_of_many_rows_is_small(tmp_path: Path) -> None:
     kept, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(ds) == n and ds.targets[-1] == (n - 1) % 10
-    # 15 bytes of name + 4 of offset + 1 of label per row, not per-row Python objects
-    assert kept < 24 * n, kept
+    # 7 bytes of name + 1 of label per row, not per-row Python objects
+    assert kept < 12 * n, kept
 
 
 def test_getitems_runs_the_batchable_tail_once(tmp_path: Path) -> None:
@@ -296,3 +303,10 @@ def test_getitems_with_unequal_shapes_and_folders(tree: Path) -> None:
     with rng.epoch_scope(0, 0):
         stacked = same.__getitems__([0, 3])  # both 6x8: the whole chain runs batched
     assert isinstance(stacked, StackedSamples) and stacked.data[0].shape == (2, 3, 3, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=8))
+def test_packed_strings_roundtrip(strings: list[str]) -> None:
+    packed = PackedStrings(strings)
+    assert list(packed) == strings and len(packed) == len(strings)

@@ -215,6 +215,7 @@ def _decode_simplejpeg(
 def decode_jpeg(
     data: Source,
     mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+    *,
     min_size: tuple[int, int] | None = None,
     apply_exif_orientation: bool = False,
     backend: str | None = None,
