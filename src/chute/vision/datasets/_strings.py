@@ -12,13 +12,23 @@ writes nothing. See "Storage that does not grow in workers" in DESIGN.md.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
 import numpy as np
 
 __all__ = ["PackedStrings"]
+
+
+def _common_prefix(items: list[bytes]) -> bytes:
+    """The longest common byte prefix (the min and max items bound every other item)."""
+    if not items:
+        return b""
+    lo, hi = min(items), max(items)
+    n = 0
+    while n < min(len(lo), len(hi)) and lo[n] == hi[n]:
+        n += 1
+    return lo[:n]
 
 
 class PackedStrings(Sequence[str]):
@@ -35,9 +45,9 @@ class PackedStrings(Sequence[str]):
     def __init__(self, strings: Iterable[str]) -> None:
         encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
         # Names in a dataset share a prefix and a suffix ("img_", ".jpg"): store them once.
-        prefix = os.path.commonprefix(encoded) if encoded else b""
+        prefix = _common_prefix(encoded)
         shortest = min((len(b) for b in encoded), default=0)
-        rev = os.path.commonprefix([b[::-1] for b in encoded]) if encoded else b""
+        rev = _common_prefix([b[::-1] for b in encoded])
         suffix = rev[::-1][len(rev) - min(len(rev), shortest - len(prefix)) :]
         cut = len(suffix)
         middles = [b[len(prefix) : len(b) - cut] for b in encoded]
