@@ -310,3 +310,19 @@ def test_getitems_with_unequal_shapes_and_folders(tree: Path) -> None:
 def test_packed_strings_roundtrip(strings: list[str]) -> None:
     packed = PackedStrings(strings)
     assert list(packed) == strings and len(packed) == len(strings)
+
+
+def test_through_the_dataloader(tmp_path: Path) -> None:
+    import chute
+
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(5)], 5, size=(40, 50))
+    t = Compose([RandomResizedCrop(16), RandomHorizontalFlip(), ToTensor()])
+    ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t)
+    runs = []
+    for _ in range(2):
+        loader = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=4)
+        runs.append([(np.asarray(x).copy(), np.asarray(y).copy()) for x, y in loader])
+    assert [x.shape for x, _ in runs[0]] == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16)]
+    assert sorted(np.concatenate([y for _, y in runs[0]]).tolist()) == [0, 1, 2, 3, 4]
+    for (x0, y0), (x1, y1) in zip(runs[0], runs[1], strict=True):
+        assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
