@@ -55,6 +55,9 @@ def test_flip_pil_and_torch() -> None:
 def test_center_crop_hand_computed_and_padding() -> None:
     x = np.arange(25, dtype=np.uint8).reshape(5, 5)
     assert CenterCrop(3)(x).tolist() == [[6, 7, 8], [11, 12, 13], [16, 17, 18]]
+    odd = CenterCrop((8, 5))(x)  # 3 rows to add: 1 above, 2 below (torchvision's split)
+    assert odd[0].sum() == 0 and odd[1].tolist() == x[0].tolist() and odd[6:].sum() == 0
+    assert CenterCrop((5, 2))(np.arange(4, dtype=np.uint8)[None].repeat(5, 0))[0].tolist() == [1, 2]
     big = CenterCrop(7)(x)
     assert big.shape == (7, 7)
     assert big[0].sum() == 0 and big[1:6, 1:6].tolist() == x.tolist()

@@ -175,8 +175,15 @@ class Resize:
         )
 
 
+def _center_offset(size: int, crop: int) -> int:
+    # torchvision pads (crop - size) // 2 before and the rest after, then crops at 0
+    if crop > size:
+        return -((crop - size) // 2)
+    return round((size - crop) / 2.0)
+
+
 def _center_box(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int, int]:
-    return round((height - crop_h) / 2.0), round((width - crop_w) / 2.0)
+    return _center_offset(height, crop_h), _center_offset(width, crop_w)
 
 
 class CenterCrop:
