@@ -22,7 +22,7 @@ from chute.vision.datasets import (
     ImageFolder,
 )
 from chute.vision.datasets._strings import PackedStrings
-from chute.vision.datasets.folder import make_dataset, pil_loader
+from chute.vision.datasets.folder import default_loader, make_dataset, pil_loader
 from chute.vision.io import read_image, write_jpeg, write_png
 from chute.vision.transforms import (
     CenterCrop,
@@ -326,3 +326,21 @@ def test_through_the_dataloader(tmp_path: Path) -> None:
     assert sorted(np.concatenate([y for _, y in runs[0]]).tolist()) == [0, 1, 2, 3, 4]
     for (x0, y0), (x1, y1) in zip(runs[0], runs[1], strict=True):
         assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
+
+
+def test_image_folder_reduced_decoding_keeps_its_layout(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    write_jpeg(_smooth(300, 400, 1), root / "a" / "big.jpg", quality=90)
+    write_png(_smooth(30, 40, 2), root / "a" / "small.png")
+    for t in (RandomResizedCrop(32), Resize(40), Compose([RandomResizedCrop(20), ToTensor()])):
+        fast = ImageFolder(root, transform=t)
+        exact = ImageFolder(root, transform=t, loader=lambda p: default_loader(p))
+        for i in range(2):
+            with rng.epoch_scope(1, 0), rng.sample_scope(i):
+                a = np.asarray(fast[i][0])
+            with rng.epoch_scope(1, 0), rng.sample_scope(i):
+                b = np.asarray(exact[i][0])
+            assert a.shape == b.shape and a.dtype == b.dtype
+            scale = 255.0 if a.dtype == np.float32 else 1.0
+            assert np.abs(a.astype(float) - b.astype(float)).mean() * scale <= 3.0

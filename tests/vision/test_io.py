@@ -213,3 +213,10 @@ def test_fuzz_only_chute_errors(
 def test_fuzz_random_bytes(data: bytes) -> None:
     with contextlib.suppress(ImageDecodeError):
         decode_image(data)
+
+
+def test_decoded_arrays_are_writable() -> None:
+    for c in (1, 3):
+        assert decode_image(encode_png(np.zeros((c, 4, 4), np.uint8))).flags.writeable
+    x16 = np.zeros((1, 4, 4), np.uint16)
+    assert decode_image(encode_png(x16)).flags.writeable

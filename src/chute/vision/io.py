@@ -122,7 +122,7 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
                 f"image {name!r} has 32-bit float pixels (PIL mode F); chute decodes 8- and "
                 f"16-bit images only"
             )
-        arr = np.asarray(img)
+        arr = np.array(img)  # a copy: arrays viewing Pillow's buffer are read-only
         arr = np.clip(arr, 0, 65535).astype(np.uint16) if arr.dtype != np.uint16 else arr
         if mode in (ImageReadMode.RGB, ImageReadMode.RGB_ALPHA):
             arr = np.stack([arr] * 3)
@@ -149,7 +149,7 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
         img = img.convert(target)
     arr = np.asarray(img)
     if arr.ndim == 2:
-        return arr[None]
+        return np.array(arr)[None]  # a copy: arrays viewing Pillow's buffer are read-only
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

@@ -194,3 +194,9 @@ def test_batch_torch_flip_matches_per_sample() -> None:
             with rng.sample_scope(i):
                 singles.append(t(x[i]))
     assert torch.equal(b, torch.stack(singles))
+
+
+def test_outputs_are_writable() -> None:
+    for img in (_img(8, 8), _img(8, 8, None)):
+        for t in (Resize(4), RandomResizedCrop(4), CenterCrop(4), RandomHorizontalFlip(1.0)):
+            assert t(img).flags.writeable

@@ -283,7 +283,13 @@ class DatasetFolder(_FileFetch, VisionDataset):
         return self._targets.tolist()  # type: ignore[no-any-return]
 
     def _load(self, i: int, transform: Any) -> Any:
-        sample = self.loader(self._path(i))
+        path = self._path(i)
+        if self.loader is default_loader:  # reduced-size JPEG decoding, as ImageCSVDataset
+            plan = _reduced.plan(transform, ImageReadMode.RGB)
+            if plan is not None:
+                with open(path, "rb") as f:
+                    return _reduced.run(plan, f.read(), path, ImageReadMode.RGB, hwc=True)
+        sample = self.loader(path)
         return transform(sample) if transform is not None else sample
 
     def _label(self, i: int) -> int:

@@ -73,7 +73,7 @@ class ToTensor:
         if arr.dtype == np.uint8:
             # one pass, one allocation; float32 division by 255 as torch's .float().div(255)
             return np.divide(arr, np.float32(255), dtype=np.float32, order="C")
-        return np.ascontiguousarray(arr)
+        return np.array(arr, order="C")  # always a new, writable array
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
