@@ -220,3 +220,13 @@ def test_decoded_arrays_are_writable() -> None:
         assert decode_image(encode_png(np.zeros((c, 4, 4), np.uint8))).flags.writeable
     x16 = np.zeros((1, 4, 4), np.uint16)
     assert decode_image(encode_png(x16)).flags.writeable
+
+
+def test_32_bit_images_outside_16_bits_are_refused(tmp_path: Path) -> None:
+    img = Image.fromarray(np.array([[0, 70000]], dtype=np.int32))
+    path = tmp_path / "wide.tif"
+    img.save(path)
+    with pytest.raises(ImageDecodeError, match=r"wide\.tif' has 32-bit integer pixels outside"):
+        read_image(path)
+    Image.fromarray(np.array([[0, 700]], dtype=np.int32)).save(tmp_path / "ok.tif")
+    assert read_image(tmp_path / "ok.tif").tolist() == [[[0, 700]]]

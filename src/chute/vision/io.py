@@ -123,7 +123,13 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
                 f"16-bit images only"
             )
         arr = np.array(img)  # a copy: arrays viewing Pillow's buffer are read-only
-        arr = np.clip(arr, 0, 65535).astype(np.uint16) if arr.dtype != np.uint16 else arr
+        if arr.dtype != np.uint16:
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+                raise ImageDecodeError(
+                    f"image {name!r} has 32-bit integer pixels outside 0..65535 (PIL mode "
+                    f"{pil_mode}); chute decodes 8- and 16-bit images only"
+                )
+            arr = arr.astype(np.uint16)
         if mode in (ImageReadMode.RGB, ImageReadMode.RGB_ALPHA):
             arr = np.stack([arr] * 3)
             if mode is ImageReadMode.RGB_ALPHA:
