@@ -149,6 +149,9 @@ def test_csv_with_header_and_named_columns(tmp_path: Path) -> None:
 def test_csv_named_column_without_header(tmp_path: Path) -> None:
     img_dir = _csv_folder(tmp_path, ["img0.jpg,1"])
     with pytest.raises(ChuteValueError, match="label_column='label' names a column, but"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir, label_column="label", header=False)
+    # "infer" with a column name takes the first row as the header
+    with pytest.raises(ChuteKeyError, match=r"its columns are \['img0.jpg', '1'\]"):
         ImageCSVDataset(tmp_path / "labels.csv", img_dir, label_column="label")
 
 
@@ -161,6 +164,22 @@ def test_csv_malformed_rows(tmp_path: Path) -> None:
     _csv_folder(tmp_path, ["file,label", "img0.jpg,1", "img1.jpg,cat"])
     with pytest.raises(DatasetFormatError, match=r"line 3: label 'cat' is not an integer"):
         ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+
+
+def test_csv_empty_and_header_only(tmp_path: Path) -> None:
+    img_dir = _csv_folder(tmp_path, [""])
+    with pytest.raises(DatasetFormatError, match=r"labels\.csv' has no rows"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+    _csv_folder(tmp_path, ["file,label"])
+    with pytest.raises(DatasetFormatError, match="has a header but no data rows"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+    _csv_folder(tmp_path, ["img0.jpg,99999999999999999999"])
+    with pytest.raises(DatasetFormatError, match="is not an integer"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+    _csv_folder(tmp_path, ["7,img0.jpg"])  # label first: inferred from label_column
+    assert ImageCSVDataset(
+        tmp_path / "labels.csv", img_dir, image_column=1, label_column=0
+    ).targets == [7]
 
 
 def test_csv_missing_image(tmp_path: Path) -> None:
