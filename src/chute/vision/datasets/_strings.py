@@ -12,6 +12,7 @@ writes nothing. See "Storage that does not grow in workers" in DESIGN.md.
 
 from __future__ import annotations
 
+import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
@@ -20,15 +21,24 @@ import numpy as np
 __all__ = ["PackedStrings"]
 
 
-def _common_prefix(items: list[bytes]) -> bytes:
-    """The longest common byte prefix (the min and max items bound every other item)."""
-    if not items:
-        return b""
-    lo, hi = min(items), max(items)
-    n = 0
-    while n < min(len(lo), len(hi)) and lo[n] == hi[n]:
-        n += 1
-    return lo[:n]
+def _shared_ends(strings: Sequence[str]) -> tuple[str, str]:
+    """The longest common prefix and suffix of all strings (not overlapping in any string)."""
+    prefix, suffix = strings[0], strings[0]
+    shortest = len(strings[0])
+    for text in strings:
+        shortest = min(shortest, len(text))
+        if not text.startswith(prefix):
+            n = 0
+            while n < min(len(prefix), len(text)) and prefix[n] == text[n]:
+                n += 1
+            prefix = prefix[:n]
+        if not text.endswith(suffix):
+            n = 0
+            while n < min(len(suffix), len(text)) and suffix[-1 - n] == text[-1 - n]:
+                n += 1
+            suffix = suffix[len(suffix) - n :]
+    keep = max(0, min(len(suffix), shortest - len(prefix)))
+    return prefix, suffix[len(suffix) - keep :]
 
 
 class PackedStrings(Sequence[str]):
@@ -43,26 +53,28 @@ class PackedStrings(Sequence[str]):
     __slots__ = ("_buf", "_n", "_offsets", "_prefix", "_suffix", "_width")
 
     def __init__(self, strings: Iterable[str]) -> None:
-        encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
-        # Names in a dataset share a prefix and a suffix ("img_", ".jpg"): store them once.
-        prefix = _common_prefix(encoded)
-        shortest = min((len(b) for b in encoded), default=0)
-        rev = _common_prefix([b[::-1] for b in encoded])
-        suffix = rev[::-1][len(rev) - min(len(rev), shortest - len(prefix)) :]
-        cut = len(suffix)
-        middles = [b[len(prefix) : len(b) - cut] for b in encoded]
-        lengths = np.fromiter((len(b) for b in middles), dtype=np.int64, count=len(middles))
-        self._n = len(middles)
-        self._prefix = prefix
-        self._suffix = suffix
-        self._buf = np.frombuffer(b"".join(middles), dtype=np.uint8)
-        if self._n and int(lengths.min()) == int(lengths.max()):
-            self._width: int | None = int(lengths[0])  # all the same length: no offsets
+        items = strings if isinstance(strings, Sequence) else list(strings)
+        self._n = len(items)
+        prefix, suffix = _shared_ends(items) if self._n else ("", "")
+        # One pass, no per-string temporaries kept: a million names never exist twice.
+        buf = bytearray()
+        lengths = array.array("q")
+        lo, cut = len(prefix), len(suffix)
+        for text in items:
+            middle = text[lo : len(text) - cut].encode("utf-8", "surrogateescape")
+            buf += middle
+            lengths.append(len(middle))
+        self._prefix = prefix.encode("utf-8", "surrogateescape")
+        self._suffix = suffix.encode("utf-8", "surrogateescape")
+        self._buf = np.frombuffer(bytes(buf), dtype=np.uint8)
+        sizes = np.frombuffer(lengths, dtype=np.int64)
+        if self._n and int(sizes.min()) == int(sizes.max()):
+            self._width: int | None = int(sizes[0])  # all the same length: no offsets
             self._offsets: np.ndarray | None = None
         else:
-            total = int(lengths.sum())
+            total = int(sizes.sum())
             offsets = np.zeros(self._n + 1, dtype=np.uint32 if total < 2**32 else np.int64)
-            np.cumsum(lengths, out=offsets[1:])
+            np.cumsum(sizes, out=offsets[1:])
             self._width = None
             self._offsets = offsets
 
