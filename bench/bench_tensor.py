@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.utils.data as tud
-from _common import Result, parser, report, time_epoch
 
 import chute
+from _common import Result, parser, report, time_epoch
 
 
 def main() -> None:

@@ -205,6 +205,50 @@ def test_unsupported_types_are_refused_like_torch(samples: list[Any], found: str
     )
 
 
+@pytest.mark.parametrize(
+    ("samples", "expected", "dtype"),
+    [
+        ([1, 2.5], [1.0, 2.5], np.float64),
+        ([True, 2], [1, 2], np.int64),
+        ([2, True], [2, 1], np.int64),
+        ([1, np.float64(2.5)], [1.0, 2.5], np.float64),
+        ([True, np.bool_(False)], [True, False], np.bool_),
+        ([1.5, 2], [1.5, 2.0], np.float64),
+    ],
+)
+def test_mixed_numbers_are_never_truncated(
+    samples: list[Any], expected: list[Any], dtype: Any
+) -> None:
+    out = chute.default_collate(samples)
+    assert out.dtype == dtype and out.tolist() == expected
+    assert torch_collate(samples).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        (
+            [1, "a"],
+            "default_collate: samples mix types: ['int', 'str']; give every sample a number "
+            "here, or pass a collate_fn",
+        ),
+        (
+            [{"n": 1.0}, {"n": None}],
+            "default_collate: samples mix types at ['n']: ['NoneType', 'float']; give every "
+            "sample a number here, or pass a collate_fn",
+        ),
+        (
+            [2**63, 1],
+            "default_collate: 9223372036854775808 does not fit in int64; pass a collate_fn",
+        ),
+    ],
+)
+def test_numbers_that_cannot_be_stacked(samples: list[Any], message: str) -> None:
+    with pytest.raises(CollateError) as info:
+        chute.default_collate(samples)
+    assert str(info.value) == message
+
+
 def test_not_a_list_of_samples() -> None:
     with pytest.raises(CollateError, match=r"^default_collate takes a list of samples, got int$"):
         chute.default_collate(3)

@@ -27,7 +27,7 @@ class Squares(chute.Dataset):
         return i * i
 
 
-class Count(chute.IterableDataset):
+class _Counting:
     def __init__(self, n: int) -> None:
         self.n = n
 
@@ -36,6 +36,14 @@ class Count(chute.IterableDataset):
 
     def __len__(self) -> int:
         return self.n
+
+
+class Count(_Counting, chute.IterableDataset):
+    """0 .. n-1 as a chute IterableDataset."""
+
+
+class TorchCount(_Counting, tud.IterableDataset):
+    """0 .. n-1 as a torch IterableDataset (torch's ChainDataset wants one for len())."""
 
 
 class CountingGetitems:
@@ -81,17 +89,6 @@ def test_add_concatenates_map_and_chains_iterable() -> None:
     assert isinstance(chained, chute.ChainDataset)
     assert list(chained) == [0, 1, 0, 1, 2]
     assert len(chained) == 5
-
-
-class TorchCount(tud.IterableDataset):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __iter__(self) -> Any:
-        return iter(range(self.n))
-
-    def __len__(self) -> int:
-        return self.n
 
 
 class OnlyIter:

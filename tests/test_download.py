@@ -72,7 +72,9 @@ def test_wrong_checksum_is_refused_and_deleted(http_server, tmp_path):
     http_server.add("/f.bin", BODY)
     dest = tmp_path / "f.bin"
     bad = "0" * 32
-    with pytest.raises(DownloadError, match=f"md5 mismatch for .*: expected {bad}, found {MD5}"):
+    with pytest.raises(
+        DownloadError, match=f"md5 mismatch for downloaded f.bin: expected {bad}, found {MD5}"
+    ):
         download_url(http_server.url("/f.bin"), dest, md5=bad, retries=2, **FAST)
     assert list(tmp_path.iterdir()) == []
 
@@ -289,3 +291,12 @@ def test_extract_single_gz(tmp_path):
 def test_unknown_archive_type(tmp_path):
     with pytest.raises(ValueError, match=r"cannot extract .*x\.rar: unknown archive type"):
         extract_archive(tmp_path / "x.rar")
+
+
+def test_files_put_in_place_have_the_usual_permissions(http_server, tmp_path):
+    (tmp_path / "plain").write_bytes(b"")
+    http_server.add("/f.gz", gzip.compress(b"x"))
+    arc = download_url(http_server.url("/f.gz"), tmp_path / "f.gz", **FAST)
+    out = extract_archive(arc)
+    mode = (tmp_path / "plain").stat().st_mode
+    assert arc.stat().st_mode == out.stat().st_mode == mode

@@ -184,15 +184,6 @@ def test_format_numpy_turns_torch_batches_into_numpy() -> None:
     assert isinstance(y, np.ndarray) and y.tolist() == [0, 1, 2]
 
 
-def test_format_jax() -> None:
-    jax = pytest.importorskip("jax")
-    ds = chute.TensorDataset(np.arange(12, dtype=np.float32).reshape(6, 2), np.arange(6))
-    x, y = next(iter(chute.DataLoader(ds, batch_size=4, format="jax")))
-    assert isinstance(x, jax.Array) and isinstance(y, jax.Array)
-    assert x.shape == (4, 2) and x.dtype == np.float32
-    np.testing.assert_array_equal(np.asarray(x), np.arange(8, dtype=np.float32).reshape(4, 2))
-
-
 def test_bad_format() -> None:
     ds = chute.TensorDataset(np.zeros(3))
     with pytest.raises(
@@ -842,3 +833,44 @@ def test_defaultdict_samples_keep_their_type() -> None:
     samples = [collections.defaultdict(list, a=np.ones(2) * i) for i in range(3)]
     (batch,) = list(chute.DataLoader(samples, batch_size=3))
     assert isinstance(batch, collections.defaultdict) and batch["a"].shape == (3, 2)
+
+
+def test_resume_fetches_nothing_before_the_resume_point() -> None:
+    """Restoring at batch 1000 costs what restoring at batch 10 does: no replay."""
+    ds = Batched(10_000)
+    run = chute.DataLoader(ds, batch_size=5, shuffle=True, seed=2)
+    it = iter(run)
+    for _ in range(1000):
+        next(it)
+    expected = next(it)
+    state = json.loads(json.dumps(run.state_dict()))
+    state["batches"] = 1000
+    fresh = Batched(10_000)
+    resumed = chute.DataLoader(fresh, batch_size=5, shuffle=True)
+    resumed.load_state_dict(state)
+    got = next(iter(resumed))
+    np.testing.assert_array_equal(got, expected)
+    assert len(fresh.getitems) == 1 and fresh.getitem == 0
+
+
+def test_state_before_iterating_and_right_after_loading() -> None:
+    ds = Noisy(11)
+    ref = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    expected = [_batches_as_lists(ref) for _ in range(2)]
+
+    fresh = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    untouched = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    untouched.load_state_dict(json.loads(json.dumps(fresh.state_dict())))
+    assert [_batches_as_lists(untouched) for _ in range(2)] == expected
+
+    run = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=8)
+    it = iter(run)
+    for _ in range(3):
+        next(it)
+    state = run.state_dict()
+    again = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    again.load_state_dict(state)
+    assert again.state_dict() == state  # a checkpoint taken before iterating is the same
+    third = chute.DataLoader(ds, batch_size=2, shuffle=True)
+    third.load_state_dict(again.state_dict())
+    assert _batches_as_lists(third) == expected[0][3:]

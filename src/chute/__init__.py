@@ -35,6 +35,7 @@ from .sampler import (
     WeightedRandomSampler,
 )
 from .stacked import StackedSamples
+from .workers import WorkerInfo, get_worker_info
 
 __version__ = "0.1.0"
 
@@ -62,4 +63,6 @@ __all__ = [
     "default_collate",
     "default_convert",
     "DataLoader",
+    "get_worker_info",
+    "WorkerInfo",
 ]

@@ -54,6 +54,29 @@ def _stack_arrays(batch: list[Any], path: str) -> np.ndarray:
         ) from None
 
 
+def _stack_numbers(batch: list[Any], path: str) -> np.ndarray:
+    """Python bools, ints and floats: a dtype that holds them all (2.5 is never cut to 2)."""
+    if all(isinstance(x, (bool, np.bool_)) for x in batch):
+        return np.array(batch, dtype=np.bool_)
+    if all(isinstance(x, (bool, int, np.bool_, np.integer)) for x in batch):
+        dtype: type = np.int64
+    elif all(isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)) for x in batch):
+        dtype = np.float64
+    else:
+        kinds = sorted({type(x).__name__ for x in batch})
+        raise CollateError(
+            f"default_collate: samples mix types{_where(path)}: {kinds}; give every sample "
+            f"a number here, or pass a collate_fn"
+        )
+    try:
+        return np.array(batch, dtype=dtype)
+    except OverflowError:
+        big = max(batch, key=abs)
+        raise CollateError(
+            f"default_collate: {big} does not fit in int64{_where(path)}; pass a collate_fn"
+        ) from None
+
+
 def _stack_tensors(torch: Any, batch: list[Any], path: str) -> Any:
     shapes = [tuple(t.shape) for t in batch]
     if any(s != shapes[0] for s in shapes):
@@ -87,12 +110,8 @@ def _collate(batch: list[Any], path: str) -> Any:
         if elem.dtype.kind in "OUS":
             return list(batch)
         return np.array(batch)
-    if isinstance(elem, bool):
-        return np.array(batch, dtype=np.bool_)
-    if isinstance(elem, int):
-        return np.array(batch, dtype=np.int64)
-    if isinstance(elem, float):
-        return np.array(batch, dtype=np.float64)
+    if isinstance(elem, (bool, int, float)):
+        return _stack_numbers(batch, path)
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, cabc.Mapping):

@@ -10,6 +10,7 @@ accelerator it warns once and leaves the batch as it is, as PyTorch does.
 from __future__ import annotations
 
 import collections.abc as cabc
+import copy
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,10 @@ def _rebuild(data: Any, fn: Callable[[Any], Any]) -> Any:
     if isinstance(data, (tuple, list)):
         return type(data)(fn(x) for x in data)
     out = {k: fn(v) for k, v in data.items()}
+    if isinstance(data, cabc.MutableMapping):  # keeps defaultdict's factory, etc.
+        clone = copy.copy(data)
+        clone.update(out)
+        return clone
     try:
         return type(data)(out)
     except TypeError:
@@ -52,6 +57,9 @@ def _to_torch(torch: Any, x: Any) -> Any:
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "OUS":
             return x
+        if not x.dtype.isnative or any(st < 0 for st in x.strides):
+            # torch cannot share these (a flipped view, big-endian data): copy, only then
+            x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
         if not x.flags.writeable:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)

@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import secrets
 import shutil
 import stat
 import tarfile
@@ -39,10 +40,26 @@ __all__ = [
     "check_integrity",
     "file_digest",
     "extract_archive",
+    "create_temp",
 ]
 
 _CHUNK = 1 << 16
 _USER_AGENT = "chute-download/0.1"
+
+
+def create_temp(folder: str | os.PathLike[str], name: str) -> tuple[int, str]:
+    """Create a new empty temporary file for ``name`` in ``folder``; return ``(fd, path)``.
+
+    Unlike :func:`tempfile.mkstemp` (mode 0600) the file gets the permissions the user's
+    umask gives any new file, so a file renamed into place looks like one written directly.
+    """
+    for _ in range(100):
+        path = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file for {name} in {folder}")
 
 
 def default_root() -> Path:
@@ -75,19 +92,22 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def _mismatch(path: Path, md5: str | None, sha256: str | None, size: int | None) -> str | None:
-    """Describe how ``path`` differs from what is expected, or None if it matches."""
+def _mismatch(
+    path: Path, md5: str | None, sha256: str | None, size: int | None, label: str | None = None
+) -> str | None:
+    """Describe how ``path`` (called ``label`` in the message) differs, or None if it matches."""
+    name = label or str(path)
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        return f"size mismatch for {path}: expected {size} bytes, found {actual_size}"
+        return f"size mismatch for {name}: expected {size} bytes, found {actual_size}"
     if md5 is not None:
         found = file_digest(path, "md5")
         if found != md5.lower():
-            return f"md5 mismatch for {path}: expected {md5}, found {found}"
+            return f"md5 mismatch for {name}: expected {md5}, found {found}"
     if sha256 is not None:
         found = file_digest(path, "sha256")
         if found != sha256.lower():
-            return f"sha256 mismatch for {path}: expected {sha256}, found {found}"
+            return f"sha256 mismatch for {name}: expected {sha256}, found {found}"
     return None
 
 
@@ -282,7 +302,7 @@ def _try_url(
             return f"{type(exc).__name__}: {exc}"
         if not part.exists():
             part.touch()
-        mismatch = _mismatch(part, *expected)
+        mismatch = _mismatch(part, *expected, label=f"downloaded {target.name}")
         if mismatch is None:
             os.replace(part, target)
             return None
@@ -393,7 +413,7 @@ def extract_archive(
     out.mkdir(parents=True, exist_ok=True)
     if kind == "gz":
         final = out / archive.name[: -len(".gz")]
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out)
+        fd, tmp_name = create_temp(out, final.name)
         try:
             with os.fdopen(fd, "wb") as f, gzip.open(archive, "rb") as src:
                 _copy(src, f, archive)

@@ -7,6 +7,7 @@ main process and any worker produce the same batch for the same ``(indices, epoc
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -91,25 +92,27 @@ class IterableFetcher:
         self.seed = seed
 
     def batches(self, epoch: int, skip: int = 0) -> Iterator[Any]:
-        """Yield this epoch's batches, skipping the first ``skip`` without collating them."""
+        """Yield this epoch's batches, skipping the first ``skip`` without collating them.
+
+        The epoch scope is open only while samples are pulled and collated, never across a
+        ``yield``: a generator shares its caller's context, so a scope held open while
+        suspended would seed ``rng.current()`` in the user's code between batches.
+        """
+        size = self.batch_size
         with rng.epoch_scope(self.seed, epoch):
             it = iter(self.dataset)
-            if self.batch_size is None:
-                for pos, sample in enumerate(it):
-                    if pos >= skip:
-                        yield self.collate_fn(sample)
+        made = 0
+        while True:
+            with rng.epoch_scope(self.seed, epoch):
+                chunk = list(itertools.islice(it, size or 1))
+                done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
+                keep = not done and made >= skip
+                if keep:
+                    batch = self.collate_fn(chunk if size is not None else chunk[0])
+            if done:
                 return
-            made = 0
-            while True:
-                chunk = []
-                for sample in it:
-                    chunk.append(sample)
-                    if len(chunk) == self.batch_size:
-                        break
-                if not chunk or (self.drop_last and len(chunk) < self.batch_size):
-                    return
-                if made >= skip:
-                    yield self.collate_fn(chunk)
-                made += 1
-                if len(chunk) < self.batch_size:
-                    return
+            if keep:
+                yield batch
+            made += 1
+            if size is not None and len(chunk) < size:
+                return

@@ -15,6 +15,7 @@ consumed batches without collating them.
 from __future__ import annotations
 
 import reprlib
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -203,7 +204,10 @@ class DataLoader(Generic[T]):
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
-        self._live: _LoaderIter | None = None
+        # the latest iterator, held weakly: dropping it stops its workers at once (NOTE
+        # [ Worker shutdown ] in workers/process.py); its progress is kept for state_dict()
+        self._live_ref: weakref.ref[_LoaderIter] | None = None
+        self._progress: _Progress | None = None
         self._pool: Any = None
         self._initialized = True
 
@@ -215,6 +219,10 @@ class DataLoader(Generic[T]):
                 f"(tried to set {name}={reprlib.repr(value)}); create a new DataLoader instead"
             )
         super().__setattr__(name, value)
+
+    @property
+    def _live(self) -> _LoaderIter | None:
+        return self._live_ref() if self._live_ref is not None else None
 
     @property
     def _auto_collation(self) -> bool:
@@ -247,10 +255,13 @@ class DataLoader(Generic[T]):
         if self._own_sampler and hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         sampler_state = _sampler_state(self.sampler)
-        if self._live is not None and self._pool is not None:
-            self._live.close()  # persistent workers serve one epoch at a time, as in PyTorch
-        self._live = _LoaderIter(self, epoch, skip, sampler_state)
-        return self._live
+        live = self._live
+        if live is not None and self._pool is not None:
+            live.close()  # persistent workers serve one epoch at a time, as in PyTorch
+        it = _LoaderIter(self, epoch, skip, sampler_state)
+        self._live_ref = weakref.ref(it)
+        self._progress = it.progress
+        return it
 
     def _fetcher(self) -> MapFetcher | IterableFetcher:
         if self._iterable:
@@ -303,7 +314,7 @@ class DataLoader(Generic[T]):
             >>> [b[0].tolist() for b in dl2] == [b[0].tolist() for b in it]
             True
         """
-        live = self._live
+        live = self._progress
         if live is not None and not live.exhausted:
             epoch, batches, sampler = live.epoch, live.yielded, live.sampler_state
         else:
@@ -330,9 +341,11 @@ class DataLoader(Generic[T]):
                 f"load_state_dict: state version {state['version']!r} is not supported "
                 f"(expected {STATE_VERSION})"
             )
-        if self._live is not None:
-            self._live.close()
-            self._live = None
+        live = self._live
+        if live is not None:
+            live.close()
+        self._live_ref = None
+        self._progress = None
         object.__setattr__(self, "seed", int(state["seed"]))
         if state["sampler"] is not None:
             if not hasattr(self.sampler, "load_state_dict"):
@@ -349,8 +362,9 @@ class DataLoader(Generic[T]):
 
     def close(self) -> None:
         """Stop the workers (persistent ones included) and free their shared memory."""
-        if self._live is not None:
-            self._live.close()
+        live = self._live
+        if live is not None:
+            live.close()
         if self._pool is not None:
             self._pool.shutdown()
             object.__setattr__(self, "_pool", None)
@@ -373,38 +387,64 @@ def _sampler_state(sampler: Any) -> dict[str, Any] | None:
     return dict(get()) if get is not None else None
 
 
+class _Progress:
+    """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
+
+    __slots__ = ("epoch", "exhausted", "sampler_state", "yielded")
+
+    def __init__(self, epoch: int, yielded: int, sampler_state: Any) -> None:
+        self.epoch = epoch
+        self.yielded = yielded
+        self.sampler_state = sampler_state
+        self.exhausted = False
+
+
+def _batches(
+    loader: DataLoader[Any], epoch: int, skip: int, tasks: Iterator[Any] | None, pools: list[Any]
+) -> Iterator[Any]:
+    """The epoch's collated batches (a function, not a method: no reference cycle through
+    the iterator, so dropping the iterator stops its workers at once)."""
+    fetcher = loader._fetcher()
+    if loader.num_workers == 0:
+        if isinstance(fetcher, IterableFetcher):
+            yield from fetcher.batches(epoch, skip)
+        else:
+            assert tasks is not None
+            for task in tasks:
+                yield fetcher(task, epoch)
+        return
+    pool = loader._worker_pool()
+    pools.append(pool)
+    if isinstance(fetcher, IterableFetcher):
+        yield from pool.iterable_epoch(epoch, skip)
+    else:
+        assert tasks is not None
+        yield from pool.map_epoch(epoch, tasks)
+
+
 class _LoaderIter:
     """One epoch of a DataLoader; counts what it hands out so the loader can save its state."""
 
     def __init__(self, loader: DataLoader[Any], epoch: int, skip: int, sampler_state: Any) -> None:
         self.loader = loader
-        self.epoch = epoch
-        self.yielded = skip
-        self.sampler_state = sampler_state
-        self.exhausted = False
-        self._pool: Any = None
+        self.progress = _Progress(epoch, skip, sampler_state)
+        self._pools: list[Any] = []
         # the epoch's order is drawn now, so iterators made one after the other each get
         # their own epoch even when the first one has not started yet
         tasks = None if loader._iterable else loader._tasks(skip)
-        self._it = self._batches(skip, tasks)
+        self._it = _batches(loader, epoch, skip, tasks, self._pools)
 
-    def _batches(self, skip: int, tasks: Iterator[Any] | None) -> Iterator[Any]:
-        loader = self.loader
-        fetcher = loader._fetcher()
-        if loader.num_workers == 0:
-            if isinstance(fetcher, IterableFetcher):
-                yield from fetcher.batches(self.epoch, skip)
-            else:
-                assert tasks is not None
-                for task in tasks:
-                    yield fetcher(task, self.epoch)
-            return
-        self._pool = loader._worker_pool()
-        if isinstance(fetcher, IterableFetcher):
-            yield from self._pool.iterable_epoch(self.epoch, skip)
-        else:
-            assert tasks is not None
-            yield from self._pool.map_epoch(self.epoch, tasks)
+    @property
+    def epoch(self) -> int:
+        return self.progress.epoch
+
+    @property
+    def yielded(self) -> int:
+        return self.progress.yielded
+
+    @property
+    def exhausted(self) -> bool:
+        return self.progress.exhausted
 
     def __iter__(self) -> _LoaderIter:
         return self
@@ -418,14 +458,14 @@ class _LoaderIter:
         except BaseException:
             self.close()
             raise
-        self.yielded += 1
+        self.progress.yielded += 1
         return self.loader._output(batch)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def _finish(self) -> None:
-        self.exhausted = True
+        self.progress.exhausted = True
         self.close()
 
     def close(self) -> None:
@@ -434,9 +474,9 @@ class _LoaderIter:
         close = getattr(it, "close", None)
         if close is not None:
             close()
-        if self._pool is not None and not self.loader.persistent_workers:
-            self._pool.shutdown()
-        self._pool = None
+        if self._pools and not self.loader.persistent_workers:
+            self._pools[0].shutdown()
+        self._pools.clear()
 
     def __del__(self) -> None:
         try:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import tarfile
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chute.errors import DatasetFormatError
 from chute.stacked import StackedSamples
@@ -163,3 +167,70 @@ def test_download_and_extract_from_local_server(http_server, tmp_path, monkeypat
     assert len(ds) == 30 and (root / "cifar-10-python.tar.gz").is_file()
     ds2 = CIFAR10(root, download=True, train=False)
     assert len(ds2) == 6 and len(http_server.routes["/cifar.tgz"].requests) == 1
+
+
+def _real_batch_pickle() -> bytes:
+    return pickle.dumps(_batch(0, 2, b"labels", 10), protocol=2)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.builds(lambda n: _real_batch_pickle()[:n], st.integers(0, 7000)),
+        st.builds(
+            lambda i, b: bytes(
+                x ^ (1 << b) if k == i else x for k, x in enumerate(_real_batch_pickle())
+            ),
+            st.integers(0, 300),
+            st.integers(0, 7),
+        ),
+    )
+)
+def test_fuzz_restricted_unpickler_only_chute_errors(tmp_path, data):
+    path = tmp_path / "fuzz"
+    path.write_bytes(data)
+    try:
+        load_pickle(path)
+    except DatasetFormatError as exc:
+        assert str(path) in str(exc)
+
+
+def test_codecs_encode_only_with_latin1(tmp_path):
+    ok = b"\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00abX\x06\x00\x00\x00latin1\x86R."
+    (tmp_path / "ok").write_bytes(ok)
+    assert load_pickle(tmp_path / "ok") == "ab"  # bytes come back decoded, like dict keys
+    bad = ok.replace(b"X\x06\x00\x00\x00latin1", b"X\x05\x00\x00\x00rot13")
+    (tmp_path / "bad").write_bytes(bad)
+    with pytest.raises(DatasetFormatError, match=r"refused global '_codecs\.encode' with encoding"):
+        load_pickle(tmp_path / "bad")
+
+
+class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+    """Writes bytes as Python 2 ``str`` (BINSTRING), as the real CIFAR files were written."""
+
+    dispatch: ClassVar[dict[type, Any]] = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+
+    def _save_py2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + len(obj).to_bytes(4, "little") + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def test_python2_style_pickles_as_in_the_real_archive(tmp_path):
+    batch = _batch(3, 4, b"labels", 10)
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(batch)
+    raw = buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"_codecs" not in raw
+    (tmp_path / "data_batch_1").write_bytes(raw)
+    entry = load_pickle(tmp_path / "data_batch_1")
+    assert sorted(entry) == ["batch_label", "data", "filenames", "labels"]
+    np.testing.assert_array_equal(entry["data"], batch[b"data"])
+    assert entry["labels"] == batch[b"labels"] and entry["filenames"][0] == "img_0.png"

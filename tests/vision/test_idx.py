@@ -150,3 +150,9 @@ def test_fuzz_only_chute_errors(tmp_path, data, compress, cut):
         assert isinstance(exc, DatasetFormatError) and str(p) in str(exc)
         return
     assert isinstance(arr, np.ndarray) and arr.ndim >= 1
+
+
+def test_written_file_has_the_usual_permissions(tmp_path):
+    (tmp_path / "plain").write_bytes(b"")
+    write_idx(tmp_path / "a.gz", np.zeros(2, np.uint8))
+    assert (tmp_path / "a.gz").stat().st_mode == (tmp_path / "plain").stat().st_mode

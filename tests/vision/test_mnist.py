@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chute
+import chute.download
 from chute import rng
 from chute.errors import DatasetFormatError, DownloadError
 from chute.stacked import StackedSamples
@@ -229,7 +230,67 @@ def test_download_from_local_mirror(http_server, tmp_path, monkeypatch, root):
 
 def test_download_with_wrong_md5_leaves_nothing_to_parse(http_server, tmp_path, monkeypatch, root):
     _serve(http_server, root / "FashionMNIST" / "raw", monkeypatch, break_md5=True)
+    monkeypatch.setattr(chute.download.time, "sleep", lambda seconds: None)  # no backoff waits
     target = tmp_path / "data"
-    with pytest.raises(DownloadError, match=r"md5 mismatch .*train-images-idx3-ubyte\.gz\.part"):
+    with pytest.raises(
+        DownloadError,
+        match=r"md5 mismatch for downloaded train-images-idx3-ubyte\.gz: expected 0{32}",
+    ):
         FashionMNIST(target, download=True)
     assert list((target / "FashionMNIST" / "raw").iterdir()) == []
+
+
+def test_emnist_split_download_from_a_zip(http_server, tmp_path, monkeypatch):
+    import zipfile
+
+    from chute.vision.datasets import EMNIST
+
+    src = write_mnist_raw(tmp_path / "src", "X", train_size=40, test_size=8, gz=True)
+    archive = tmp_path / "gzip.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+            zf.write(src / f"{name}.gz", f"gzip/emnist-letters-{name}.gz")
+        for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            zf.write(src / f"{name}.gz", f"gzip/emnist-letters-{name.replace('t10k', 'test')}.gz")
+    http_server.add("/gzip.zip", archive.read_bytes())
+    monkeypatch.setattr(EMNIST, "url", http_server.url("/gzip.zip"))
+    monkeypatch.setattr(EMNIST, "md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    ds = EMNIST(tmp_path / "root", split="letters", download=True)
+    assert len(ds) == 40 and ds.classes[:3] == ["N/A", "a", "b"] and len(ds.classes) == 27
+    assert len(EMNIST(tmp_path / "root", split="letters", train=False)) == 8
+    raw = tmp_path / "root" / "EMNIST" / "raw"
+    assert (raw / "emnist-letters-test-labels-idx1-ubyte").is_file()
+    assert not (raw / "gzip").exists()
+    assert len(EMNIST.classes_split_dict["byclass"]) == 62
+    assert len(EMNIST.classes_split_dict["balanced"]) == 47
+    with pytest.raises(ValueError, match=r"Unknown value 'letter' for argument split\. Valid"):
+        EMNIST(tmp_path / "root", split="letter")
+
+
+def test_with_chute_transforms_one_gather_one_conversion(root, monkeypatch):
+    from chute.vision.transforms import Compose, Normalize, RandomHorizontalFlip, ToTensor
+
+    calls = []
+    original = ToTensor.batch
+    monkeypatch.setattr(
+        ToTensor, "batch", lambda self, x, r: calls.append(x.shape) or original(self, x, r)
+    )
+    ds = FashionMNIST(root, transform=ToTensor())
+    out = ds.__getitems__(list(range(64)))
+    assert calls == [(64, 28, 28)] and isinstance(out, StackedSamples)
+    images, labels = out.data
+    assert images.shape == (64, 1, 28, 28) and images.dtype == np.float32
+    np.testing.assert_array_equal(images, ds.data[:64, None] / np.float32(255))
+    np.testing.assert_array_equal(labels, ds.targets[:64])
+    aug = FashionMNIST(
+        root,
+        transform=Compose([ToTensor(), RandomHorizontalFlip(), Normalize((0.5,), (0.5,))]),
+    )
+    with rng.epoch_scope(3, 0):
+        batch = aug.__getitems__([5, 6, 7, 8])
+        alone = []
+        for i in [5, 6, 7, 8]:
+            with rng.sample_scope(i):
+                alone.append(aug[i][0])
+    assert isinstance(batch, StackedSamples)
+    np.testing.assert_allclose(batch.data[0], np.stack(alone), atol=1e-6)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..download import create_temp
 from ..errors import ChuteTypeError, ChuteValueError, DatasetFormatError
 
 __all__ = ["IDX_TYPES", "read_idx", "write_idx"]
@@ -136,7 +136,7 @@ def _parse(f: Any, path: Path) -> np.ndarray:
     return arr.view(dtype.newbyteorder("="))
 
 
-def write_idx(path: str | os.PathLike[str], array: Any) -> None:
+def write_idx(path: str | os.PathLike[str], array: Any, *, compresslevel: int = 6) -> None:
     """Write ``array`` as an IDX file (gzip-compressed if ``path`` ends with ``.gz``).
 
     The file is written to a temporary name in the same folder and renamed into place, so a
@@ -145,6 +145,7 @@ def write_idx(path: str | os.PathLike[str], array: Any) -> None:
     Args:
         path: destination.
         array: array of uint8, int8, int16, int32, float32 or float64 with 1 to 255 dims.
+        compresslevel: gzip level (1 fastest, 9 smallest) for ``.gz`` paths.
 
     Raises:
         ChuteTypeError: the dtype has no IDX type code.
@@ -166,11 +167,13 @@ def write_idx(path: str | os.PathLike[str], array: Any) -> None:
     payload = np.ascontiguousarray(arr, dtype=IDX_TYPES[code]).tobytes()
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = create_temp(dest.parent, dest.name)
     try:
         with os.fdopen(fd, "wb") as raw:
             if dest.name.endswith(".gz"):
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
+                ) as gz:
                     gz.write(header)
                     gz.write(payload)
             else:

@@ -14,6 +14,7 @@ import importlib
 import io
 import os
 import pickle
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,6 +44,15 @@ def _plain_dtype(*args: Any) -> np.dtype[Any]:
     return dtype
 
 
+def _latin1_encode(text: Any, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes under protocol 2, and nothing else."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(
+            f"refused global '_codecs.encode' with encoding {encoding!r} on {type(text).__name__}"
+        )
+    return text.encode("latin1", errors="strict")
+
+
 _MULTIARRAY = ("numpy._core.multiarray", "numpy.core.multiarray")
 _NUMERIC = ("numpy._core.numeric", "numpy.core.numeric")
 
@@ -58,17 +68,37 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     **{(m, "_frombuffer"): (lambda: _numpy_attr(_NUMERIC, "_frombuffer")) for m in _NUMERIC},
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: _plain_dtype,
-    ("_codecs", "encode"): lambda: _numpy_attr(("_codecs",), "encode"),
+    ("_codecs", "encode"): lambda: _latin1_encode,
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+# The pure-Python unpickler: its memo is a dict, so a forged memo index cannot make it
+# allocate a huge table as the C one does; its reads are bounded by the data.
+_PyUnpickler: Any = getattr(pickle, "_Unpickler")  # noqa: B009 - private, not in typeshed
+
+
+def _load_bytearray8(self: Any) -> None:
+    """BYTEARRAY8 without preallocating the declared length (which may be forged)."""
+    (n,) = struct.unpack("<Q", self.read(8))
+    data = self.read(n)
+    if len(data) != n:
+        raise pickle.UnpicklingError(f"BYTEARRAY8 declares {n} bytes, the data has {len(data)}")
+    self.append(bytearray(data))
+
+
+class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
     """An unpickler that builds only plain containers and NumPy arrays of plain dtypes.
 
     Any other global (``os.system``, ``builtins.eval``, a class) raises
     :class:`pickle.UnpicklingError` naming it; :func:`load_pickle` turns that into a
-    :class:`~chute.errors.DatasetFormatError` naming the file.
+    :class:`~chute.errors.DatasetFormatError` naming the file. Based on the pure-Python
+    unpickler so that forged lengths and memo indices cannot exhaust memory.
     """
+
+    dispatch: ClassVar[dict[int, Any]] = {
+        **_PyUnpickler.dispatch,
+        pickle.BYTEARRAY8[0]: _load_bytearray8,
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         make = _ALLOWED.get((module, name))
@@ -104,8 +134,22 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
         raise DatasetFormatError(f"{p}: unsafe or corrupt pickle: {exc}") from exc
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        LookupError,
+        struct.error,
+    ) as exc:
         raise DatasetFormatError(f"{p}: corrupt pickle: {type(exc).__name__}: {exc}") from exc
+    except (MemoryError, OverflowError, RecursionError, SystemError) as exc:
+        raise DatasetFormatError(
+            f"{p}: corrupt pickle: it declares an object too large or too deep to build "
+            f"({type(exc).__name__})"
+        ) from exc
     return _plain(obj, p)
 
 
@@ -219,7 +263,7 @@ class CIFAR10(VisionDataset):
         return len(self.data)
 
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.data[idx], self.targets[idx]
+        return self.data.take(idx, axis=0), self.targets.take(idx)
 
     def extra_repr(self) -> str:
         return f"Split: {'Train' if self.train is True else 'Test'}"

@@ -67,7 +67,7 @@ class FakeData(VisionDataset):
         return (img[:, :, 0] if c == 1 else img), target
 
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        samples = [self._sample(int(i)) for i in idx]
+        samples = [self._sample(self._check_index(i)) for i in idx]
         images = np.stack([s[0] for s in samples])
         targets = np.array([s[1] for s in samples], dtype=np.int64)
         return images, targets

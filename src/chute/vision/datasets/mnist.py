@@ -9,6 +9,8 @@ samples are NumPy images, not PIL images (see NOTE [ Batch-first vision datasets
 from __future__ import annotations
 
 import os
+import shutil
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,11 +18,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...download import download_url, extract_archive
-from ...errors import ChuteRuntimeError, DatasetFormatError
+from ...errors import ChuteRuntimeError, ChuteValueError, DatasetFormatError
 from ..idx import read_idx
 from .vision import VisionDataset
 
-__all__ = ["MNIST", "FashionMNIST", "KMNIST"]
+__all__ = ["MNIST", "FashionMNIST", "KMNIST", "EMNIST"]
 
 
 class MNIST(VisionDataset):
@@ -149,7 +151,7 @@ class MNIST(VisionDataset):
         return len(self.data)
 
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.data[idx], self.targets[idx]
+        return self.data.take(idx, axis=0), self.targets.take(idx)
 
     def extra_repr(self) -> str:
         return f"Split: {'Train' if self.train is True else 'Test'}"
@@ -192,3 +194,59 @@ class KMNIST(MNIST):
         ("t10k-labels-idx1-ubyte.gz", "7320c461ea6c1c855c0b718fb2a4b134"),
     ]
     classes: ClassVar[list[str]] = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+
+
+_EMNIST_MERGED = set("cijklmopsuvwxyz")
+_EMNIST_ALL = set(string.digits + string.ascii_letters)
+
+
+class EMNIST(MNIST):
+    """`EMNIST <https://www.nist.gov/itl/products-and-services/emnist-dataset>`_: handwritten
+    digits and letters in six splits, in MNIST's format.
+
+    Args:
+        root: folder that holds ``EMNIST/raw/emnist-<split>-train-images-idx3-ubyte`` etc.
+        split: ``"byclass"``, ``"bymerge"``, ``"balanced"``, ``"letters"``, ``"digits"`` or
+            ``"mnist"``.
+        **kwargs: ``train``, ``transform``, ``target_transform``, ``download`` as
+            :class:`MNIST`. The download is one zip archive of all splits (md5-checked).
+    """
+
+    url = "https://www.itl.nist.gov/iaui/vip/cs_links/EMNIST/gzip.zip"
+    md5 = "58c8d27c78d21e728a6bc7b3cc06412e"
+    splits = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+    classes_split_dict: ClassVar[dict[str, list[str]]] = {
+        "byclass": sorted(_EMNIST_ALL),
+        "bymerge": sorted(_EMNIST_ALL - _EMNIST_MERGED),
+        "balanced": sorted(_EMNIST_ALL - _EMNIST_MERGED),
+        "letters": ["N/A", *string.ascii_lowercase],
+        "digits": list(string.digits),
+        "mnist": list(string.digits),
+    }
+
+    def __init__(self, root: str | os.PathLike[str], split: str, **kwargs: Any) -> None:
+        if split not in self.splits:
+            raise ChuteValueError(
+                f"Unknown value {split!r} for argument split. "
+                f"Valid values are {{{', '.join(self.splits)}}}."
+            )
+        self.split = split
+        super().__init__(root, **kwargs)
+        self.classes = self.classes_split_dict[split]  # type: ignore[misc]
+
+    def _file_names(self) -> list[str]:
+        prefix = f"emnist-{self.split}-{'train' if self.train else 'test'}"
+        return [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
+
+    def download(self) -> None:
+        """Download the zip of all splits (md5-checked) and unpack its ``.gz`` files."""
+        if self._check_exists():
+            return
+        raw = Path(self.raw_folder)
+        raw.mkdir(parents=True, exist_ok=True)
+        archive = download_url(self.url, raw / "gzip.zip", md5=self.md5)
+        extract_archive(archive, raw)
+        gzip_folder = raw / "gzip"
+        for member in sorted(gzip_folder.glob("*.gz")):
+            extract_archive(member, raw)
+        shutil.rmtree(gzip_folder)

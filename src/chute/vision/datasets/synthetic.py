@@ -101,6 +101,6 @@ def write_mnist_raw(
     suffix = ".gz" if gz else ""
     for split, size, offset in (("train", train_size, 0), ("t10k", test_size, 1)):
         images, labels = fashion_like_images(size, seed=seed * 2 + offset)
-        write_idx(raw / f"{split}-images-idx3-ubyte{suffix}", images)
-        write_idx(raw / f"{split}-labels-idx1-ubyte{suffix}", labels)
+        write_idx(raw / f"{split}-images-idx3-ubyte{suffix}", images, compresslevel=1)
+        write_idx(raw / f"{split}-labels-idx1-ubyte{suffix}", labels, compresslevel=1)
     return raw

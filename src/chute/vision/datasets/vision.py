@@ -77,7 +77,7 @@ class LazyStreams(Sequence[np.random.Generator]):
     """
 
     def __init__(self, indices: Sequence[int]) -> None:
-        self._indices = [int(i) for i in indices]
+        self._indices = indices
         self._made: dict[int, np.random.Generator] = {}
 
     def __len__(self) -> int:
@@ -161,7 +161,10 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
     # -- array-backed datasets --------------------------------------------------------------
 
     def _gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Untransformed images and targets of the (checked) index array ``idx``."""
+        """Untransformed images and targets of the index array ``idx``.
+
+        Must raise IndexError for an index out of range (NumPy's ``take`` does).
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement _gather")
 
     def _check_index(self, index: Any) -> int:
@@ -196,8 +199,14 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
                 with rng.sample_scope(i):
                     samples.append(self[i])
             return samples
-        idx = _as_index_array(indices, len(self))
-        images, targets = self._gather(idx)
+        idx = np.asarray(indices, dtype=np.intp)
+        try:
+            if idx.ndim != 1:
+                raise IndexError
+            images, targets = self._gather(idx)
+        except IndexError:
+            _as_index_array(indices, len(self))  # raises the error that names the index
+            raise
         if self.transform is not None or self.target_transform is not None:
             streams = LazyStreams(indices)
             if self.transform is not None:

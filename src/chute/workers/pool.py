@@ -1,0 +1,400 @@
+"""WorkerPool: hands batches of indices to workers and yields the batches back in order.
+
+The pool does the ordering, the prefetching, the timeouts and the clean-up; the backends
+(:mod:`.process`, :mod:`.thread`) only start, talk to and stop the workers.
+
+Map-style epochs: the task ``k`` of the epoch (a list of indices, or one index) goes to the
+worker with the fewest tasks in flight; at most ``prefetch_factor`` tasks per worker are in
+flight; batches are yielded in task order whatever order they arrive in, so the batches are
+the same as without workers. Iterable epochs: batch requests go round-robin to the workers
+that still have data, and batches are yielded in request order (as ``torch.utils.data``
+does), until every worker's stream is exhausted.
+
+An epoch that ends early (``break``, ``del`` of the iterator, a worker's exception) leaves a
+persistent pool ready for the next epoch: the batches still in flight are received and
+thrown away (their segments unlinked). A pool that is not persistent, or that is broken (a
+worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down, see
+NOTE [ Worker shutdown ] in ``process.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
+from .info import WorkerInfo, worker_seed
+from .process import ProcessBackend, resolve_context
+from .remote import RemoteError, describe_indices
+from .thread import ThreadBackend
+
+__all__ = ["WorkerPool"]
+
+_SETTLE = 5.0
+_WORKER_TYPES = ("process", "thread")
+
+
+@dataclass
+class _Epoch:
+    """The bookkeeping of one epoch's iterator."""
+
+    token: int
+    kind: str
+    epoch: int
+    tasks: Iterator[Any] | None  # map-style: the tasks not sent yet (None when all are sent)
+    active: list[bool]  # iterable: the workers whose stream is not exhausted
+    next_task: int = 0
+    cycle: Iterator[int] = field(default_factory=lambda: iter(()))
+    pending: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task -> (worker, index)
+    arrived: dict[int, tuple[str, Any]] = field(default_factory=dict)  # task -> (status, batch)
+    superseded: bool = False
+
+
+class WorkerPool:
+    """Worker processes or threads that fetch batches for a loader.
+
+    Args:
+        fetcher: a picklable ``MapFetcher`` (called as ``fetcher(index, epoch)``) or
+            ``IterableFetcher`` (``fetcher.batches(epoch)``).
+        num_workers: how many workers (at least 1).
+        worker_type: "process" (default) or "thread".
+        multiprocessing_context: None (fork where available), a start method name
+            ("fork", "spawn", "forkserver") or a multiprocessing context.
+        worker_init_fn: called as ``worker_init_fn(worker_id)`` in each worker before its
+            first batch.
+        base_seed: the loader seed; worker ``k`` gets a distinct, reproducible seed made from
+            it, the epoch in which the workers started, and ``k``.
+        prefetch_factor: batches in flight per worker.
+        timeout: seconds to wait for a batch before raising ChuteTimeoutError; 0 waits forever.
+        persistent: keep the workers between epochs (else they stop when an epoch ends).
+
+    Example:
+        >>> from chute.fetch import MapFetcher
+        >>> fetcher = MapFetcher(list(range(10)), sum, True, seed=0)
+        >>> pool = WorkerPool(fetcher, num_workers=2, worker_type="thread")
+        >>> list(pool.map_epoch(0, [[0, 1], [2, 3], [4]]))
+        [1, 5, 4]
+        >>> pool.shutdown()
+    """
+
+    def __init__(
+        self,
+        fetcher: Any,
+        num_workers: int = 2,
+        worker_type: str = "process",
+        multiprocessing_context: Any = None,
+        worker_init_fn: Callable[[int], Any] | None = None,
+        base_seed: int = 0,
+        prefetch_factor: int = 2,
+        timeout: float = 0.0,
+        persistent: bool = False,
+    ) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ChuteValueError(
+                f"num_workers must be an integer >= 1 for a WorkerPool, got {num_workers!r}"
+            )
+        if worker_type not in _WORKER_TYPES:
+            raise ChuteValueError(
+                f"worker_type must be one of {_WORKER_TYPES}, got {worker_type!r}"
+            )
+        if isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int):
+            raise ChuteTypeError(
+                f"prefetch_factor must be an integer >= 1, got {type(prefetch_factor).__name__} "
+                f"{prefetch_factor!r}"
+            )
+        if prefetch_factor < 1:
+            raise ChuteValueError(f"prefetch_factor must be an integer >= 1, got {prefetch_factor}")
+        if not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ChuteValueError(f"timeout must be a number >= 0 (seconds), got {timeout!r}")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise ChuteTypeError(
+                f"worker_init_fn must be callable or None, got {type(worker_init_fn).__name__}"
+            )
+        self.fetcher = fetcher
+        self.num_workers = num_workers
+        self.worker_type = worker_type
+        self.context = (
+            resolve_context(multiprocessing_context) if worker_type == "process" else None
+        )
+        self.worker_init_fn = worker_init_fn
+        self.base_seed = int(base_seed)
+        self.prefetch_factor = prefetch_factor
+        self.timeout = float(timeout)
+        self.persistent = bool(persistent)
+        self._backend: ProcessBackend | ThreadBackend | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._tokens = itertools.count()
+        self._in_flight = [0] * num_workers
+        self._live: _Epoch | None = None
+        self._infos: list[WorkerInfo] = []
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (empty for threads or when stopped)."""
+        return self._backend.pids if self._backend is not None else []
+
+    @property
+    def worker_infos(self) -> list[WorkerInfo]:
+        """The :class:`WorkerInfo` of each running worker (as the main process built it)."""
+        return list(self._infos)
+
+    @property
+    def running(self) -> bool:
+        """True while workers are running."""
+        return self._backend is not None
+
+    def _start(self, epoch: int, ep: _Epoch, count: int) -> None:
+        """Start workers until ``count`` run, feeding each its first tasks at once.
+
+        A map-style epoch of a new process pool starts one worker and starts the others
+        after its first batch is handed out: forking the others (each fork copies the
+        page tables of this process) would otherwise delay the first batch.
+        """
+        if self._backend is None:
+            dataset = getattr(self.fetcher, "dataset", None)
+            infos = [
+                WorkerInfo(k, self.num_workers, worker_seed(self.base_seed, epoch, k), dataset)
+                for k in range(self.num_workers)
+            ]
+            backend: ProcessBackend | ThreadBackend
+            if self.worker_type == "thread":
+                backend = ThreadBackend(self.fetcher, infos, self.worker_init_fn)
+            else:
+                prefix = f"chute_{os.getpid()}_{secrets.token_hex(4)}_"
+                backend = ProcessBackend(
+                    self.fetcher, infos, self.context, self.worker_init_fn, prefix
+                )
+            self._backend = backend
+            self._infos = infos
+            self._in_flight = [0] * self.num_workers
+            self._finalizer = weakref.finalize(self, backend.shutdown)
+        backend = self._backend
+        if backend.started >= count:
+            return
+
+        def started(k: int) -> None:
+            if ep.kind == "map":  # (iterable epochs keep torch's round-robin from worker 0)
+                self._fill(ep)
+
+        try:
+            backend.start(count, started)
+        except BaseException:
+            self._stop(failed=True)
+            raise
+
+    def shutdown(self) -> None:
+        """Stop the workers and free their shared memory; idempotent.
+
+        Also runs when the pool is garbage collected and at interpreter exit.
+        """
+        self._stop(failed=False)
+
+    def _stop(self, failed: bool) -> None:
+        backend, finalizer = self._backend, self._finalizer
+        self._backend = self._finalizer = None
+        self._infos = []
+        if self._live is not None:
+            self._live.superseded = True
+            self._live = None
+        if finalizer is not None:
+            finalizer.detach()
+        if backend is not None:
+            backend.shutdown(failed=failed)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"WorkerPool(num_workers={self.num_workers}, worker_type={self.worker_type!r}, "
+            f"persistent={self.persistent}, {state})"
+        )
+
+    # -- epochs -----------------------------------------------------------------------------
+
+    def map_epoch(self, epoch: int, tasks: Iterable[Any]) -> Iterator[Any]:
+        """Yield the batches of ``tasks`` (index lists, or single indices) in task order.
+
+        Args:
+            epoch: the epoch number (keys the per-sample random streams).
+            tasks: the epoch's batches of indices, from the resume point on.
+        """
+        return self._run(epoch, "map", iter(tasks), 0)
+
+    def iterable_epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+        """Yield the batches of an iterable dataset, round-robin across the workers.
+
+        Args:
+            epoch: the epoch number.
+            skip: batches to drop at the start (the loader's resume point).
+        """
+        return self._run(epoch, "iter", None, skip)
+
+    def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
+        if self._live is not None:
+            self._settle(self._live)
+        ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
+        ep.cycle = itertools.cycle(range(self.num_workers))
+        self._live = ep
+        first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
+        self._start(epoch, ep, first)
+        broken = True
+        next_out = 0
+        try:
+            while True:
+                self._fill(ep)
+                if next_out == ep.next_task:
+                    break
+                self._wait_for(ep, next_out)
+                status, value = ep.arrived.pop(next_out)
+                wid = ep.pending.pop(next_out)[0]
+                next_out += 1
+                if status == "done":
+                    ep.active[wid] = False
+                    continue
+                if status == "err":
+                    broken = False
+                    raise value.to_exception()
+                self._fill(ep)  # keep the workers busy while the caller uses the batch
+                if skip > 0:
+                    skip -= 1
+                    continue
+                yield value
+                if self._backend is not None and self._backend.started < self.num_workers:
+                    self._start(epoch, ep, self.num_workers)
+                if ep.superseded:
+                    raise ChuteRuntimeError(
+                        f"the iterator of epoch {epoch} was replaced by a newer iterator over "
+                        f"the same workers (or the pool was shut down); finish or drop an "
+                        f"epoch's iterator before starting the next"
+                    )
+            broken = False
+        except GeneratorExit:
+            broken = False
+            raise
+        finally:
+            self._end(ep, broken)
+
+    def _fill(self, ep: _Epoch) -> None:
+        """Send tasks until ``prefetch_factor`` per running worker are in flight (or none
+        are left)."""
+        backend = self._backend
+        assert backend is not None
+        n = backend.started
+        while len(ep.pending) < self.prefetch_factor * n:
+            if ep.kind == "map":
+                index = next(ep.tasks, _END) if ep.tasks is not None else _END
+                if index is _END:
+                    ep.tasks = None
+                    return
+                wid = min(range(n), key=self._in_flight.__getitem__)
+            else:  # round-robin over the workers whose stream is not exhausted, like torch
+                index = None
+                wid = next((w for w in itertools.islice(ep.cycle, n) if ep.active[w]), -1)
+                if wid < 0:
+                    return
+            backend.send(wid, (ep.kind, ep.token, ep.next_task, index, ep.epoch))
+            ep.pending[ep.next_task] = (wid, index)
+            self._in_flight[wid] += 1
+            ep.next_task += 1
+
+    def _end(self, ep: _Epoch, broken: bool) -> None:
+        if ep.superseded:
+            return
+        if broken:
+            self._stop(failed=True)
+        elif not self.persistent:
+            self._stop(failed=False)
+        else:
+            self._settle(ep)
+
+    def _settle(self, ep: _Epoch) -> None:
+        """Receive and throw away ``ep``'s batches still in flight; the epoch is over."""
+        ep.superseded = True
+        if self._live is ep:
+            self._live = None
+        for task in ep.arrived:
+            ep.pending.pop(task, None)
+        ep.arrived.clear()
+        deadline = time.monotonic() + max(self.timeout, _SETTLE)
+        try:
+            while ep.pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._backend is None:
+                    self._stop(failed=True)
+                    return
+                self._receive(ep, remaining, "batches in flight at the end of an epoch")
+        except BaseException:
+            self._stop(failed=True)
+            raise
+        finally:
+            ep.pending.clear()
+            ep.arrived.clear()
+
+    def _wait_for(self, ep: _Epoch, task: int) -> None:
+        wid = ep.pending[task][0]
+        what = _describe(ep, task)
+        deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
+        while task not in ep.arrived:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                pid = self.worker_pids[wid] if self.worker_type == "process" else os.getpid()
+                raise ChuteTimeoutError(
+                    f"DataLoader timed out after {self.timeout:g} s waiting for {what} from "
+                    f"worker {wid} (pid {pid}); the worker may be hung (a deadlock, a blocking "
+                    f"read) or the batch needs a larger timeout"
+                )
+            self._receive(ep, remaining, what)
+
+    def _receive(self, ep: _Epoch, timeout: float | None, what: str) -> None:
+        """Take in the answers that arrive within ``timeout`` seconds."""
+        backend = self._backend
+        if backend is None:
+            raise ChuteRuntimeError(
+                f"the workers were shut down while the main process waited for {what}"
+            )
+
+        def doing(wid: int) -> str:
+            mine = [t for t, (w, _) in ep.pending.items() if w == wid and t not in ep.arrived]
+            if not mine:
+                return "idle"
+            return f"fetching {_describe(ep, min(mine))}"
+
+        for wid, (status, token, task, payload) in backend.poll(timeout, doing):
+            if status in ("init", "fatal"):
+                raise _fatal(payload)
+            self._in_flight[wid] -= 1
+            if token != ep.token or ep.superseded:
+                if status == "ok":
+                    backend.discard(wid, payload)
+                if token == ep.token:
+                    ep.pending.pop(task, None)
+                continue
+            value = backend.unpack(wid, payload) if status == "ok" else payload
+            ep.arrived[task] = (status, value)
+
+
+_END = object()
+
+
+def _describe(ep: _Epoch, task: int) -> str:
+    index = ep.pending[task][1]
+    if ep.kind == "map":
+        return describe_indices(index)
+    return f"batch {task} of the iterable dataset"
+
+
+def _fatal(err: RemoteError) -> BaseException:
+    return err.to_exception()

@@ -1,0 +1,338 @@
+"""Process workers: start, talk to, watch and stop a set of worker processes.
+
+NOTE [ Worker shutdown ]
+Every worker has a task pipe (main -> worker) and a result pipe (worker -> main); the main
+process waits on the result pipes *and* the process sentinels with
+``multiprocessing.connection.wait``, so a worker that dies (a signal, a segfault, the OOM
+killer) is noticed at once rather than after a timeout, and nothing ever blocks forever.
+
+Stopping (end of a non-persistent epoch, an error, ``shutdown()``, garbage collection, exit):
+
+1. send None to every worker and close the task pipes (a worker blocked in ``recv`` wakes);
+2. wait up to a grace period for the workers to exit, meanwhile reading and discarding
+   their results (a worker blocked sending a large result must be able to finish);
+   a pool that failed (dead or hung worker) skips the grace period;
+3. SIGKILL whatever is still alive, join everything, close every pipe;
+4. sweep the pool's shared-memory prefix (NOTE [ Shared-memory lifetime ] in ``shm.py``).
+
+Stopping is idempotent and only ever done by the process that started the workers (a forked
+child holds a copy of the pool object and must not stop its siblings).
+
+Workers ignore SIGINT (Ctrl-C is the main process's to handle: it stops them as above) and
+exit by themselves when the main process dies: they check their parent every second while
+idle and then sweep their own segments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from ..errors import ChuteTypeError, WorkerDiedError
+from . import shm
+from .info import WorkerInfo, seed_globals, set_torch_worker_info
+from .loop import Task, serve
+
+__all__ = ["ProcessBackend", "resolve_context"]
+
+_GRACE = 1.0
+_PARENT_CHECK = 1.0
+
+
+def resolve_context(context: Any) -> Any:
+    """The multiprocessing context for ``context``: None means fork where available."""
+    from ..errors import ChuteValueError
+
+    if context is None:
+        methods = mp.get_all_start_methods()
+        return mp.get_context("fork" if "fork" in methods else methods[0])
+    if isinstance(context, str):
+        methods = mp.get_all_start_methods()
+        if context not in methods:
+            raise ChuteValueError(
+                f"multiprocessing_context={context!r} is not a start method of this platform; "
+                f"expected one of {methods} or a multiprocessing context object"
+            )
+        return mp.get_context(context)
+    if not hasattr(context, "Process") or not hasattr(context, "get_start_method"):
+        raise ChuteTypeError(
+            f"multiprocessing_context must be a start method name or a multiprocessing "
+            f"context, got {type(context).__name__} {context!r}"
+        )
+    return context
+
+
+def _worker_main(
+    info: WorkerInfo,
+    fetcher: Any,
+    worker_init_fn: Callable[[int], Any] | None,
+    tasks: Connection,
+    results: Connection,
+    prefix: str,
+    main_pid: int,
+) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    seed_globals(info.seed)
+    set_torch_worker_info(info)
+    with contextlib.suppress(Exception):
+        loaded_torch = __import__("sys").modules.get("torch")
+        if loaded_torch is not None:
+            loaded_torch.set_num_threads(1)
+    writer = shm.Writer(os.path.join(shm.SHM_DIR, prefix)) if shm.has_shm() else None
+
+    def parent_alive() -> bool:
+        if os.getppid() != parent:
+            return False
+        try:
+            os.kill(main_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    def recv() -> Task | None:
+        while not tasks.poll(_PARENT_CHECK):
+            if not parent_alive():
+                return None
+        try:
+            msg = tasks.recv()
+        except (EOFError, OSError):
+            return None
+        if msg is None:
+            return None
+        if writer is not None:
+            writer.release(msg[5])
+        task: Task = msg[:5]
+        return task
+
+    def pack(batch: Any) -> Any:
+        return batch if writer is None else writer.pack(batch)
+
+    def release(payload: Any) -> None:
+        if writer is not None and isinstance(payload, shm.Packed):
+            writer.unsent(payload)
+
+    try:
+        serve(info, fetcher, worker_init_fn, recv, results.send, pack, release)
+    except (BrokenPipeError, EOFError, ConnectionError):
+        pass  # the main process went away
+    finally:
+        if not parent_alive():
+            shm.sweep(prefix)
+
+
+def _exit_text(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by signal {name}"
+    return f"exited unexpectedly with exit code {exitcode}"
+
+
+class ProcessBackend:
+    """A set of worker processes and their pipes (no ordering logic: see :mod:`.pool`)."""
+
+    def __init__(
+        self,
+        fetcher: Any,
+        infos: list[WorkerInfo],
+        context: Any,
+        worker_init_fn: Callable[[int], Any] | None,
+        prefix: str,
+    ) -> None:
+        self._fetcher = fetcher
+        self._infos = infos
+        self._context = context
+        self._init_fn = worker_init_fn
+        self.prefix = prefix
+        self._owner = os.getpid()
+        self._procs: list[Any] = []
+        self._tasks: list[Connection] = []
+        self._results: list[Connection] = []
+        self._reader = shm.Reader()
+        self._closed = False
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids."""
+        return [p.pid for p in self._procs]
+
+    @property
+    def started(self) -> int:
+        """How many workers have been started."""
+        return len(self._procs)
+
+    def start(self, count: int, on_started: Callable[[int], None] | None = None) -> None:
+        """Start workers until ``count`` run; an unpicklable dataset under spawn raises a
+        clear error.
+
+        ``on_started(k)`` is called as soon as worker ``k`` runs, before the next is started
+        (the pool sends it its first tasks while the others start: a faster first batch).
+        """
+        try:
+            for info in self._infos[len(self._procs) : count]:
+                self._start_one(info)
+                if on_started is not None:
+                    on_started(info.id)
+        except BaseException:
+            self.shutdown(failed=True)
+            raise
+
+    def _start_one(self, info: WorkerInfo) -> None:
+        task_r, task_w = self._context.Pipe(duplex=False)
+        res_r, res_w = self._context.Pipe(duplex=False)
+        proc = self._context.Process(
+            target=_worker_main,
+            args=(
+                info,
+                self._fetcher,
+                self._init_fn,
+                task_r,
+                res_w,
+                f"{self.prefix}w{info.id}_",
+                self._owner,
+            ),
+            name=f"chute-worker-{info.id}",
+            daemon=True,
+        )
+        self._tasks.append(task_w)
+        self._results.append(res_r)
+        try:
+            proc.start()
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise self._pickling_error(exc) from exc
+        finally:
+            task_r.close()
+            res_w.close()
+        self._procs.append(proc)
+
+    def _pickling_error(self, exc: BaseException) -> ChuteTypeError:
+        method = self._context.get_start_method()
+        parts = [
+            ("dataset", getattr(self._fetcher, "dataset", None)),
+            ("collate_fn", getattr(self._fetcher, "collate_fn", None)),
+            ("worker_init_fn", self._init_fn),
+        ]
+        culprit = "the fetcher"
+        for label, obj in parts:
+            try:
+                pickle.dumps(obj)
+            except Exception:
+                culprit = f"the {label} ({type(obj).__name__})"
+                break
+        return ChuteTypeError(
+            f"{culprit} cannot be pickled, which worker processes started with "
+            f"{method!r} need ({type(exc).__name__}: {exc}); use multiprocessing_context='fork' "
+            f"(where the platform has it), worker_type='thread', or make it picklable "
+            f"(define it at module level, open files lazily in the worker)"
+        )
+
+    def send(self, wid: int, task: Task) -> None:
+        """Send ``task`` to worker ``wid`` (a worker that has exited is reported by ``poll``)."""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._tasks[wid].send((*task, self._reader.freed(wid)))
+
+    def poll(
+        self, timeout: float | None, doing: Callable[[int], str] = lambda wid: "working"
+    ) -> list[tuple[int, Any]]:
+        """Answers that arrived within ``timeout`` seconds (empty list on timeout).
+
+        ``doing(worker_id)`` says what a worker was doing, for the error message.
+
+        Raises:
+            WorkerDiedError: a worker exited and has nothing more to say.
+        """
+        conns: dict[Any, int] = {c: i for i, c in enumerate(self._results)}
+        sentinels: dict[Any, int] = {p.sentinel: i for i, p in enumerate(self._procs)}
+        ready = wait([*conns, *sentinels], timeout)
+        out: list[tuple[int, Any]] = []
+        dead: list[int] = []
+        for obj in ready:
+            if obj in conns:
+                wid = conns[obj]
+                try:
+                    out.append((wid, self._results[wid].recv()))
+                except (EOFError, OSError):
+                    dead.append(wid)
+            else:
+                dead.append(sentinels[obj])
+        if out:
+            return out
+        for wid in dead:
+            conn = self._results[wid]
+            with contextlib.suppress(EOFError, OSError):
+                while conn.poll(0):
+                    out.append((wid, conn.recv()))
+            if out:
+                return out
+            proc = self._procs[wid]
+            proc.join(1.0)
+            raise WorkerDiedError(
+                f"DataLoader worker {wid} (pid {proc.pid}) {_exit_text(proc.exitcode)} while "
+                f"{doing(wid)}; a segfault in native code in the "
+                f"dataset or a transform, os._exit, or the system running out of memory can "
+                f"cause this"
+            )
+        return out
+
+    def unpack(self, wid: int, payload: Any) -> Any:
+        """The batch carried by ``payload`` (zero-copy views of its shared memory)."""
+        if isinstance(payload, shm.Packed):
+            return self._reader.unpack(wid, payload)
+        return payload
+
+    def discard(self, wid: int, payload: Any) -> None:
+        """Free ``payload`` without using it."""
+        if isinstance(payload, shm.Packed):
+            self._reader.discard(wid, payload)
+
+    def shutdown(self, failed: bool = False) -> None:
+        """Stop every worker (NOTE [ Worker shutdown ]); idempotent."""
+        if self._closed or os.getpid() != self._owner:
+            return
+        self._closed = True
+        for conn in self._tasks:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        deadline = time.monotonic() + (0.0 if failed else _GRACE)
+        alive = [p for p in self._procs if p.is_alive()]
+        while alive and time.monotonic() < deadline:
+            self._drain(deadline - time.monotonic(), alive)
+            alive = [p for p in alive if p.is_alive()]
+        for proc in alive:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        for proc in self._procs:
+            proc.join()
+            proc.close()
+        for wid, conn in enumerate(self._results):
+            self._drain_conn(wid, conn)
+            conn.close()
+        self._reader.close()
+        shm.sweep(self.prefix)
+
+    def _drain(self, timeout: float, alive: list[Any]) -> None:
+        ready = wait([*self._results, *(p.sentinel for p in alive)], max(timeout, 0.0))
+        for wid, conn in enumerate(self._results):
+            if conn in ready:
+                self._drain_conn(wid, conn)
+
+    def _drain_conn(self, wid: int, conn: Connection) -> None:
+        with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
+            while not conn.closed and conn.poll(0):
+                msg = conn.recv()
+                if isinstance(msg, tuple) and len(msg) == 4 and msg[0] == "ok":
+                    self.discard(wid, msg[3])

@@ -1,0 +1,125 @@
+"""chute.DataLoader with workers: same batches as num_workers=0, resume, iterable, leaks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from worker_datasets import RandomCrops, Shards
+
+import chute
+from chute import DataLoader, TensorDataset
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def as_bytes(batch):
+    if isinstance(batch, (list, tuple)):
+        return [as_bytes(x) for x in batch]
+    if isinstance(batch, dict):
+        return {k: as_bytes(v) for k, v in batch.items()}
+    arr = np.asarray(batch)
+    return (arr.dtype.str, arr.shape, arr.tobytes())
+
+
+def run(num_workers, worker_type="process", epochs=2, **kw):
+    dl = DataLoader(
+        RandomCrops(40),
+        batch_size=6,
+        shuffle=True,
+        seed=11,
+        num_workers=num_workers,
+        **({"worker_type": worker_type} if num_workers else {}),
+        **kw,
+    )
+    return [[as_bytes(b) for b in dl] for _ in range(epochs)]
+
+
+def test_every_batch_equal_for_0_1_2_workers_process_and_thread(leaks):
+    want = run(0)
+    assert want[0] != want[1]  # reshuffled, new random draws
+    for worker_type in ("process", "thread"):
+        for n in (1, 2):
+            assert run(n, worker_type) == want, (worker_type, n)
+    assert run(2, persistent_workers=True, prefetch_factor=1) == want
+
+
+def test_tensor_dataset_and_format_torch(leaks):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((50, 3, 4)).astype(np.float32)
+    ds = TensorDataset(x, np.arange(50))
+    ref = list(DataLoader(ds, batch_size=8, shuffle=True, seed=3, format="torch"))
+    got = list(DataLoader(ds, batch_size=8, shuffle=True, seed=3, format="torch", num_workers=2))
+    assert len(got) == len(ref) == 7
+    for g, r in zip(got, ref, strict=True):
+        assert (
+            isinstance(g[0], torch.Tensor) and torch.equal(g[0], r[0]) and torch.equal(g[1], r[1])
+        )
+
+
+@pytest.mark.parametrize("restore_workers", [0, 1, 3])
+def test_resume_a_state_taken_with_2_workers(leaks, restore_workers):
+    def loader(n):
+        return DataLoader(RandomCrops(40), batch_size=4, shuffle=True, seed=5, num_workers=n)
+
+    full = [[as_bytes(b) for b in loader(0)] for _ in range(1)]
+    first = loader(2)
+    it = iter(first)
+    for _ in range(4):
+        next(it)
+    state = json.loads(json.dumps(first.state_dict()))
+    del it
+    first.close()
+    again = loader(restore_workers)
+    again.load_state_dict(state)
+    rest = [as_bytes(b) for b in again]
+    assert rest == full[0][4:]
+
+
+def test_iterable_dataset_through_the_loader(leaks):
+    dl = DataLoader(Shards(17), batch_size=3, num_workers=2, collate_fn=np.stack)
+    rows = [r for b in dl for r in b.tolist()]
+    assert sorted(r[0] for r in rows) == list(range(17))
+    assert {r[1] for r in rows} == {0, 1}  # both workers contributed their shard
+
+
+def test_early_break_del_and_persistent_epochs_through_the_loader(leaks):
+    dl = DataLoader(RandomCrops(40), batch_size=4, num_workers=2, persistent_workers=True)
+    for _ in range(20):
+        assert len(list(dl)) == 10
+    for _ in dl:
+        break
+    it = iter(dl)
+    next(it)
+    del it
+    assert len(list(dl)) == 10
+    dl.close()
+    dl = DataLoader(RandomCrops(40), batch_size=4, num_workers=2)
+    for _ in dl:
+        break
+    it = iter(dl)
+    next(it)
+    del it, dl
+
+
+def test_breaking_out_stops_the_workers_while_the_loader_lives(leaks):
+    from conftest import live_children
+
+    dl = DataLoader(RandomCrops(40), batch_size=4, num_workers=2)
+    for _ in dl:
+        break
+    assert live_children() == []  # no gc needed: the dropped iterator stopped them
+    it = iter(dl)
+    next(it)
+    state = dl.state_dict()
+    del it
+    assert live_children() == []
+    assert state["batches"] == 1 and dl.state_dict() == state
+
+
+def test_get_worker_info_is_none_in_the_main_process():
+    from chute.workers import get_worker_info
+
+    assert get_worker_info() is None
+    assert isinstance(chute.DataLoader, type)
