@@ -230,3 +230,12 @@ def test_32_bit_images_outside_16_bits_are_refused(tmp_path: Path) -> None:
         read_image(path)
     Image.fromarray(np.array([[0, 700]], dtype=np.int32)).save(tmp_path / "ok.tif")
     assert read_image(tmp_path / "ok.tif").tolist() == [[[0, 700]]]
+
+
+def test_written_files_get_umask_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_png(np.zeros((1, 2, 2), np.uint8), tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644

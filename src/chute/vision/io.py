@@ -23,13 +23,13 @@ import enum
 import importlib.util
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._lazy import loaded, require
+from ..download import create_temp
 from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError
 
 __all__ = [
@@ -396,7 +396,7 @@ def write_file(filename: str | os.PathLike[str], data: Any) -> None:
     """Write bytes (or a 1-D uint8 array) to ``filename`` atomically (temp file + rename)."""
     target = Path(filename)
     payload = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = create_temp(target.parent, target.name)  # mode from the umask, unlike mkstemp
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
