@@ -429,7 +429,7 @@ class _RandomFlip:
         return img
 
     def batch(self, x: Any, rngs: Sequence[np.random.Generator]) -> Any:
-        """Flip the samples whose own stream says so, with one gather."""
+        """Flip the samples whose own stream says so."""
         flags = np.array([g.random() < self.p for g in rngs], dtype=bool)
         if not flags.any():
             return x
@@ -439,8 +439,11 @@ class _RandomFlip:
             out = x.clone()
             out[mask] = self._flip(x[mask], batched=True)
             return out
+        axes = im.spatial_axes(x, batched=True)
+        axis = axes[0] if self._vertical else axes[1]
         out = x.copy()
-        out[flags] = self._flip(x[flags], batched=True)
+        for k in np.flatnonzero(flags):  # one copy per flipped sample, no temporaries
+            out[k] = np.flip(x[k], axis)
         return out
 
     def __repr__(self) -> str:
