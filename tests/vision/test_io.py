@@ -239,3 +239,14 @@ def test_written_files_get_umask_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_missing_pillow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from chute.errors import MissingDependencyError
+
+    data = encode_png(np.zeros((1, 2, 2), np.uint8))
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'chute\[vision\]'"):
+        decode_image(data)
