@@ -363,3 +363,41 @@ def test_image_folder_reduced_decoding_keeps_its_layout(tmp_path: Path) -> None:
             assert a.shape == b.shape and a.dtype == b.dtype
             scale = 255.0 if a.dtype == np.float32 else 1.0
             assert np.abs(a.astype(float) - b.astype(float)).mean() * scale <= 3.0
+
+
+def test_datasets_pickle_for_spawned_workers(tmp_path: Path, tree: Path) -> None:
+    import pickle
+
+    img_dir = _csv_folder(tmp_path, ["img0.jpg,1", "img1.jpg,2"])
+    t = Compose([RandomResizedCrop(8), RandomHorizontalFlip(), ToTensor()])
+    for ds in (
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t),
+        ImageFolder(tree, transform=t),
+    ):
+        copy = pickle.loads(pickle.dumps(ds))
+        assert len(copy) == len(ds) and copy.targets == ds.targets
+        with rng.epoch_scope(2, 0), rng.sample_scope(1):
+            a = copy[1][0]
+        with rng.epoch_scope(2, 0), rng.sample_scope(1):
+            b = ds[1][0]
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_workers_give_the_same_batches(tmp_path: Path, worker_type: str) -> None:
+    import chute
+
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(6)], 6, size=(40, 50))
+    t = Compose([RandomResizedCrop(12), RandomHorizontalFlip(), ToTensor()])
+    ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t)
+
+    def run(workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        loader = chute.DataLoader(
+            ds, batch_size=4, shuffle=True, seed=9, num_workers=workers, worker_type=worker_type
+        )
+        return [(np.array(x), np.array(y)) for x, y in loader]
+
+    alone, pooled = run(0), run(2)
+    assert len(alone) == len(pooled) == 2
+    for (x0, y0), (x1, y1) in zip(alone, pooled, strict=True):
+        assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
