@@ -401,3 +401,10 @@ def test_workers_give_the_same_batches(tmp_path: Path, worker_type: str) -> None
     assert len(alone) == len(pooled) == 2
     for (x0, y0), (x1, y1) in zip(alone, pooled, strict=True):
         assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
+
+
+def test_getitems_with_a_pil_loader(tree: Path) -> None:
+    ds = ImageFolder(tree, transform=Compose([CenterCrop(2), ToTensor()]), loader=pil_loader)
+    with rng.epoch_scope(0, 0):
+        batch = ds.__getitems__([0, 2])
+    assert [b[0].shape for b in batch] == [(3, 2, 2), (3, 2, 2)] and [b[1] for b in batch] == [0, 1]

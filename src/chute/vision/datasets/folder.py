@@ -213,7 +213,11 @@ class _FileFetch:
             batch = apply_batch(Compose(tail), np.stack(images), gens)
             return StackedSamples((batch, np.asarray(labels, dtype=np.int64)), len(images))
         out = []
-        for im, gen, label in zip(images, gens, labels, strict=True):
+        for index, im, gen, label in zip(indices, images, gens, labels, strict=True):
+            if not hasattr(im, "shape"):  # e.g. a PIL image from a custom loader
+                with rng.sample_scope(index):
+                    out.append(self[index])  # type: ignore[index]
+                continue
             for t in tail:
                 im = t.batch(im[None], [gen])[0]
             out.append((im, label))
