@@ -208,8 +208,8 @@ class _FileFetch:
                 images.append(self._load(i, head))
                 gens.append(gen if gen is not None else np.random.default_rng())
             labels.append(self._label(i))
-        shapes = {getattr(im, "shape", None) for im in images}
-        if len(shapes) == 1 and isinstance(images[0], np.ndarray):
+        kinds = {(getattr(im, "shape", None), getattr(im, "dtype", None)) for im in images}
+        if len(kinds) == 1 and isinstance(images[0], np.ndarray):
             batch = apply_batch(Compose(tail), np.stack(images), gens)
             return StackedSamples((batch, np.asarray(labels, dtype=np.int64)), len(images))
         out = []
