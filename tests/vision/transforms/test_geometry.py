@@ -152,7 +152,7 @@ def _random_pipelines() -> list[object]:
     ]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     which=st.integers(0, len(_random_pipelines()) - 1),
     seed=st.integers(0, 2**32),
