@@ -164,19 +164,22 @@ def test_the_chosen_scale_is_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     t = RandomResizedCrop(48)
     ds = ImageCSVDataset(img_dir / "labels.csv", img_dir, transform=t)
     asked: list[object] = []
-    real = _reduced._sj_image
+    real = _reduced._sj_decode
 
-    def spy(raw: bytes, name: str, space: str, size_hw: tuple[int, int] | None) -> object:
-        img = real(raw, name, space, size_hw)
-        asked.append((size_hw, img.size))
-        return img
+    def spy(raw: bytes, name: str, space: str, size_hw: tuple[int, int] | None) -> np.ndarray:
+        arr = real(raw, name, space, size_hw)
+        asked.append((size_hw, arr.shape[:2]))
+        return arr
 
-    monkeypatch.setattr(_reduced, "_sj_image", spy)
+    monkeypatch.setattr(_reduced, "_sj_decode", spy)
     for seed in range(6):
         with rng.epoch_scope(seed, 0), rng.sample_scope(0):
             box = t.get_params(400, 520, rng.current())
         asked.clear()
         _get(ds, 0, seed)
         d = _reduced.denominator(400, 520, box[2:], (48, 48))
-        want = None if d == 1 else (math.ceil(400 / d), math.ceil(520 / d))
-        assert asked == [(want, (520, 400) if d == 1 else (want[1], want[0]))]  # type: ignore[index]
+        if d == 1:
+            assert asked == [(None, (400, 520))]
+        else:
+            want = (math.ceil(400 / d), math.ceil(520 / d))
+            assert asked == [(want, want)]

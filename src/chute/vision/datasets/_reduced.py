@@ -125,31 +125,27 @@ def _sj_space(raw: bytes, mode: _io.ImageReadMode) -> tuple[int, int, str] | Non
     return None if space is None else (int(height), int(width), space)
 
 
-def _sj_image(raw: bytes, name: str, space: str, size_hw: tuple[int, int] | None) -> Any:
-    """Decode with simplejpeg into a Pillow image without a copy (RGBX or L)."""
+def _sj_decode(raw: bytes, name: str, space: str, size_hw: tuple[int, int] | None) -> np.ndarray:
+    """Decode with simplejpeg to H x W x 3 (RGB) or H x W x 1 (GRAY) uint8."""
     sj = require("simplejpeg", "fast JPEG decoding")
-    Image = require("PIL.Image", "resizing images")
     min_h, min_w = size_hw if size_hw is not None else (0, 0)
-    pil_mode = "RGBX" if space == "RGB" else "L"
     try:
-        arr = sj.decode_jpeg(
-            raw,
-            colorspace=pil_mode if space == "RGB" else "GRAY",
-            min_height=min_h,
-            min_width=min_w,
-        )
+        return sj.decode_jpeg(raw, colorspace=space, min_height=min_h, min_width=min_w)  # type: ignore[no-any-return]
     except Exception as exc:
         raise ImageDecodeError(f"cannot decode JPEG image {name!r}: {exc}") from exc
-    return Image.frombuffer(pil_mode, (arr.shape[1], arr.shape[0]), arr, "raw", pil_mode, 0, 1)
+
+
+def _pil(hwc: np.ndarray) -> Any:
+    """A Pillow image (RGB or L) of an H x W x 3 or H x W x 1 uint8 array (one copy)."""
+    Image = require("PIL.Image", "resizing images")
+    return Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
 
 
 def _to_layout(img: Any, hwc: bool) -> np.ndarray:
-    """A writable C x H x W (or H x W x C when ``hwc``) uint8 copy of an L/RGB/RGBX image."""
+    """A writable C x H x W (or H x W x C when ``hwc``) uint8 copy of an L or RGB image."""
     arr = np.asarray(img)  # read-only, viewing a copy of Pillow's pixels
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    elif img.mode == "RGBX":
-        arr = arr[:, :, :3]
     return np.array(arr if hwc else arr.transpose(2, 0, 1), order="C")  # writable copy
 
 
@@ -238,10 +234,10 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
     d = denominator(height, width, (h, w), (out_h, out_w))
     need = (-(-height // d), -(-width // d))
     if d > 1 and sj is not None:
-        small = _sj_image(raw, name, sj[2], need)
-        sy, sx = small.size[1] / height, small.size[0] / width
+        small = _sj_decode(raw, name, sj[2], need)
+        sy, sx = small.shape[0] / height, small.shape[1] / width
         box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-        out = _to_layout(small.resize((out_w, out_h), resample, box), hwc)
+        out = _to_layout(_pil(small).resize((out_w, out_h), resample, box), hwc)
     elif d > 1:
         small_chw = _io._decode_jpeg_raw(raw, name, mode, need, False, None)
         sy, sx = small_chw.shape[1] / height, small_chw.shape[2] / width
@@ -250,8 +246,10 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
         if hwc:
             out = np.ascontiguousarray(out.transpose(1, 2, 0))
     elif sj is not None:
-        full = _sj_image(raw, name, sj[2], None)
-        out = _to_layout(_crop_resize(full, (top, left, h, w), (out_h, out_w), resample), hwc)
+        # crop by slicing: Pillow then copies only the crop, in 3-band RGB (RGBX would
+        # make the resample filter a 4th band)
+        crop = _pil(_sj_decode(raw, name, sj[2], None)[top : top + h, left : left + w])
+        out = _to_layout(_crop_resize(crop, (0, 0, h, w), (out_h, out_w), resample), hwc)
     else:
         assert pil is not None
         out = _exact_pil(pil, name, mode, (top, left, h, w), (out_h, out_w), resample, hwc)
