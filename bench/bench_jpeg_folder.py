@@ -3,7 +3,9 @@
 chute: ``ImageCSVDataset`` + ``chute.vision.transforms`` + ``chute.DataLoader``.
 PyTorch: the tutorial's ``CustomImageDataset`` (PIL open + convert RGB) with the transforms
 torchvision runs on PIL images (PIL crop/resize/flip, then a torch to-tensor), written here
-because torchvision is not installed, and ``torch.utils.data.DataLoader``.
+because torchvision is not installed, and ``torch.utils.data.DataLoader``; and the same
+dataset with the transforms written as torch tensor ops (uint8 ``interpolate`` with
+antialias, which is faster than Pillow's resize).
 
 Batch 64, shuffled, one epoch, ``--workers`` workers on both sides (chute tries thread and
 process workers), same files, same run. Prints samples/s and the ratios.
@@ -103,6 +105,23 @@ def torchvision_style_transform(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous().float().div(255)
 
 
+def tensor_ops_transform(img: Image.Image) -> torch.Tensor:
+    """The same three transforms with torch tensor ops (torchvision v2 style on tensors).
+
+    ``pil_to_tensor``, crop by slicing, ``interpolate(antialias=True)`` on uint8, ``flip``, then
+    the float conversion of ``ToTensor``.
+    """
+    t = torch.from_numpy(np.array(img)).permute(2, 0, 1)
+    i, j, h, w = _rrc_params(*img.size)
+    t = t[:, i : i + h, j : j + w]
+    t = torch.nn.functional.interpolate(
+        t[None], size=(224, 224), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    if torch.rand(1).item() < 0.5:
+        t = t.flip(-1)
+    return t.float().div(255)
+
+
 def _worker_seed(worker_id: int) -> None:
     random.seed(worker_id)
 
@@ -127,13 +146,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         csv_path = make_folder(root, args.n)
         tds = TutorialImageDataset(csv_path, root, torchvision_style_transform)
+        tds_ops = TutorialImageDataset(csv_path, root, tensor_ops_transform)
         transform = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
         cds = ImageCSVDataset(csv_path, root, transform=transform)
 
-        def torch_loader(workers: int) -> Iterable[Any]:
+        def torch_loader(workers: int, ops: bool = False) -> Iterable[Any]:
             init = _worker_seed if workers else None
             return tud.DataLoader(
-                tds, batch_size=64, shuffle=True, num_workers=workers, worker_init_fn=init
+                tds_ops if ops else tds,
+                batch_size=64,
+                shuffle=True,
+                num_workers=workers,
+                worker_init_fn=init,
             )
 
         def chute_loader(workers: int, worker_type: str = "thread") -> Iterable[Any]:
@@ -148,9 +172,11 @@ def main() -> None:
 
         configs: dict[str, Callable[[], Iterable[Any]]] = {
             f"torch.utils.data, {w} workers": lambda: torch_loader(w),
+            f"torch.utils.data + tensor ops, {w} workers": lambda: torch_loader(w, ops=True),
             f"chute, {w} thread workers": lambda: chute_loader(w, "thread"),
             f"chute, {w} process workers": lambda: chute_loader(w, "process"),
             "torch.utils.data, num_workers=0": lambda: torch_loader(0),
+            "torch.utils.data + tensor ops, num_workers=0": lambda: torch_loader(0, ops=True),
             "chute, num_workers=0": lambda: chute_loader(0),
         }
         # Interleave the configurations so that a change in machine load hits all of them.
@@ -175,6 +201,9 @@ def main() -> None:
         for name, value in rate.items()
         if name.startswith("chute") and "workers=0" not in name
     }
+    ratios[f"chute, {w} thread workers / torch + tensor ops, {w} workers"] = (
+        rate[f"chute, {w} thread workers"] / rate[f"torch.utils.data + tensor ops, {w} workers"]
+    )
     ratios["chute / torch, num_workers=0"] = (
         rate["chute, num_workers=0"] / rate["torch.utils.data, num_workers=0"]
     )

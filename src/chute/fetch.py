@@ -39,7 +39,7 @@ class MapFetcher:
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
         with rng.epoch_scope(self.seed, epoch):
             if not self.auto_collation:
-                with rng.sample_scope(index):  # type: ignore[arg-type]
+                with rng.sample_key(index):  # type: ignore[arg-type]
                     return self.collate_fn(self.dataset[index])
             indices = list(index)  # type: ignore[arg-type]
             if self._getitems is not None:
@@ -52,7 +52,7 @@ class MapFetcher:
             else:
                 data = []
                 for i in indices:
-                    with rng.sample_scope(i):
+                    with rng.sample_key(i):
                         data.append(self.dataset[i])
             return self.collate_fn(data)
 

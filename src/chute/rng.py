@@ -18,18 +18,20 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["current", "epoch_scope", "sample_scope", "stream", "streams"]
+__all__ = ["current", "epoch_scope", "sample_key", "sample_scope", "stream", "streams"]
 
 _MASK64 = (1 << 64) - 1
 
 _epoch: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "chute_epoch", default=None
 )
-_sample: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar(
-    "chute_sample", default=None
+# the sample's generator, or its key (seed, epoch, index) until current() first builds it
+_sample: contextvars.ContextVar[np.random.Generator | tuple[int, int, int] | None] = (
+    contextvars.ContextVar("chute_sample", default=None)
 )
 
 
@@ -64,9 +66,12 @@ def current() -> np.random.Generator:
     Inside a loader this is ``stream(seed, epoch, index)``; outside, a fresh generator.
     """
     rng = _sample.get()
-    if rng is not None:
-        return rng
-    return np.random.default_rng()
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, tuple):  # a sample_key scope: build the stream on first use
+        rng = stream(*rng)
+        _sample.set(rng)  # undone by the scope's reset
+    return rng
 
 
 @contextlib.contextmanager
@@ -95,3 +100,24 @@ def sample_scope(index: int) -> Iterator[np.random.Generator | None]:
         yield rng
     finally:
         _sample.reset(token)
+
+
+class sample_key:  # a context manager used like a function
+    """Like :func:`sample_scope`, but the generator is built only if :func:`current` is
+    called inside (a dataset that draws nothing pays nothing); yields nothing.
+    """
+
+    __slots__ = ("_index", "_token")
+
+    def __init__(self, index: int) -> None:
+        self._index = index
+        self._token: contextvars.Token[Any] | None = None
+
+    def __enter__(self) -> None:
+        scope = _epoch.get()
+        if scope is not None:
+            self._token = _sample.set((scope[0], scope[1], int(self._index)))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _sample.reset(self._token)

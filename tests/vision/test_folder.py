@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from chute import StackedSamples, rng
@@ -20,7 +22,7 @@ from chute.vision.datasets import (
     ImageFolder,
 )
 from chute.vision.datasets._strings import PackedStrings
-from chute.vision.datasets.folder import make_dataset, pil_loader
+from chute.vision.datasets.folder import default_loader, make_dataset, pil_loader
 from chute.vision.io import read_image, write_jpeg, write_png
 from chute.vision.transforms import (
     CenterCrop,
@@ -147,6 +149,9 @@ def test_csv_with_header_and_named_columns(tmp_path: Path) -> None:
 def test_csv_named_column_without_header(tmp_path: Path) -> None:
     img_dir = _csv_folder(tmp_path, ["img0.jpg,1"])
     with pytest.raises(ChuteValueError, match="label_column='label' names a column, but"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir, label_column="label", header=False)
+    # "infer" with a column name takes the first row as the header
+    with pytest.raises(ChuteKeyError, match=r"its columns are \['img0.jpg', '1'\]"):
         ImageCSVDataset(tmp_path / "labels.csv", img_dir, label_column="label")
 
 
@@ -159,6 +164,22 @@ def test_csv_malformed_rows(tmp_path: Path) -> None:
     _csv_folder(tmp_path, ["file,label", "img0.jpg,1", "img1.jpg,cat"])
     with pytest.raises(DatasetFormatError, match=r"line 3: label 'cat' is not an integer"):
         ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+
+
+def test_csv_empty_and_header_only(tmp_path: Path) -> None:
+    img_dir = _csv_folder(tmp_path, [""])
+    with pytest.raises(DatasetFormatError, match=r"labels\.csv' has no rows"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+    _csv_folder(tmp_path, ["file,label"])
+    with pytest.raises(DatasetFormatError, match="has a header but no data rows"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+    _csv_folder(tmp_path, ["img0.jpg,99999999999999999999"])
+    with pytest.raises(DatasetFormatError, match="is not an integer"):
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir)
+    _csv_folder(tmp_path, ["7,img0.jpg"])  # label first: inferred from label_column
+    assert ImageCSVDataset(
+        tmp_path / "labels.csv", img_dir, image_column=1, label_column=0
+    ).targets == [7]
 
 
 def test_csv_missing_image(tmp_path: Path) -> None:
@@ -246,12 +267,17 @@ def _fetch_at(ds: ImageCSVDataset, i: int, seed: int, epoch: int) -> np.ndarray:
 def test_packed_strings_are_compact() -> None:
     names = [f"images/img_{i:07d}.jpg" for i in range(200_000)]
     packed = PackedStrings(names)
-    assert packed[123_456] == names[123_456] and packed[-1] == names[-1]
-    assert packed.nbytes <= 26 * len(names) + 4  # 22 bytes of text + 4 of offset per name
-    list_cost = sys.getsizeof(names) + sum(sys.getsizeof(s) for s in names)
-    assert packed.nbytes * 2 < list_cost
+    assert packed[123_456] == names[123_456] and packed[-1] == names[-1] and packed[0] == names[0]
+    assert packed.nbytes <= 7 * len(names) + 64  # prefix and suffix once, no offsets
+    ragged = [f"dir{i % 7}/{'x' * (i % 5)}{i}.png" for i in range(10_000)]
+    assert list(PackedStrings(ragged)) == ragged
+    list_cost = sys.getsizeof(ragged) + sum(sys.getsizeof(s) for s in ragged)
+    assert PackedStrings(ragged).nbytes * 3 < list_cost
     odd = PackedStrings(["é.png", "\udcff.png", ""])
     assert list(odd) == ["é.png", "\udcff.png", ""]
+    assert list(PackedStrings(["ab", "ab", "aab"])) == ["ab", "ab", "aab"]
+    assert list(PackedStrings(["same", "same"])) == ["same", "same"]
+    assert list(PackedStrings([])) == []
     with pytest.raises(IndexError, match="index 3 is out of range for 3 strings"):
         odd[3]
 
@@ -264,8 +290,8 @@ def test_csv_of_many_rows_is_small(tmp_path: Path) -> None:
     kept, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(ds) == n and ds.targets[-1] == (n - 1) % 10
-    # 15 bytes of name + 4 of offset + 1 of label per row, not per-row Python objects
-    assert kept < 24 * n, kept
+    # 7 bytes of name + 1 of label per row, not per-row Python objects
+    assert kept < 12 * n, kept
 
 
 def test_getitems_runs_the_batchable_tail_once(tmp_path: Path) -> None:
@@ -296,3 +322,89 @@ def test_getitems_with_unequal_shapes_and_folders(tree: Path) -> None:
     with rng.epoch_scope(0, 0):
         stacked = same.__getitems__([0, 3])  # both 6x8: the whole chain runs batched
     assert isinstance(stacked, StackedSamples) and stacked.data[0].shape == (2, 3, 3, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=8))
+def test_packed_strings_roundtrip(strings: list[str]) -> None:
+    packed = PackedStrings(strings)
+    assert list(packed) == strings and len(packed) == len(strings)
+
+
+def test_through_the_dataloader(tmp_path: Path) -> None:
+    import chute
+
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(5)], 5, size=(40, 50))
+    t = Compose([RandomResizedCrop(16), RandomHorizontalFlip(), ToTensor()])
+    ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t)
+    runs = []
+    for _ in range(2):
+        loader = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=4)
+        runs.append([(np.asarray(x).copy(), np.asarray(y).copy()) for x, y in loader])
+    assert [x.shape for x, _ in runs[0]] == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16)]
+    assert sorted(np.concatenate([y for _, y in runs[0]]).tolist()) == [0, 1, 2, 3, 4]
+    for (x0, y0), (x1, y1) in zip(runs[0], runs[1], strict=True):
+        assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
+
+
+def test_image_folder_reduced_decoding_keeps_its_layout(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    write_jpeg(_smooth(300, 400, 1), root / "a" / "big.jpg", quality=90)
+    write_png(_smooth(30, 40, 2), root / "a" / "small.png")
+    for t in (RandomResizedCrop(32), Resize(40), Compose([RandomResizedCrop(20), ToTensor()])):
+        fast = ImageFolder(root, transform=t)
+        exact = ImageFolder(root, transform=t, loader=lambda p: default_loader(p))
+        for i in range(2):
+            with rng.epoch_scope(1, 0), rng.sample_scope(i):
+                a = np.asarray(fast[i][0])
+            with rng.epoch_scope(1, 0), rng.sample_scope(i):
+                b = np.asarray(exact[i][0])
+            assert a.shape == b.shape and a.dtype == b.dtype
+            scale = 255.0 if a.dtype == np.float32 else 1.0
+            assert np.abs(a.astype(float) - b.astype(float)).mean() * scale <= 3.0
+
+
+def test_datasets_pickle_for_spawned_workers(tmp_path: Path, tree: Path) -> None:
+    import pickle
+
+    img_dir = _csv_folder(tmp_path, ["img0.jpg,1", "img1.jpg,2"])
+    t = Compose([RandomResizedCrop(8), RandomHorizontalFlip(), ToTensor()])
+    for ds in (
+        ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t),
+        ImageFolder(tree, transform=t),
+    ):
+        copy = pickle.loads(pickle.dumps(ds))
+        assert len(copy) == len(ds) and copy.targets == ds.targets
+        with rng.epoch_scope(2, 0), rng.sample_scope(1):
+            a = copy[1][0]
+        with rng.epoch_scope(2, 0), rng.sample_scope(1):
+            b = ds[1][0]
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_workers_give_the_same_batches(tmp_path: Path, worker_type: str) -> None:
+    import chute
+
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(6)], 6, size=(40, 50))
+    t = Compose([RandomResizedCrop(12), RandomHorizontalFlip(), ToTensor()])
+    ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t)
+
+    def run(workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        loader = chute.DataLoader(
+            ds, batch_size=4, shuffle=True, seed=9, num_workers=workers, worker_type=worker_type
+        )
+        return [(np.array(x), np.array(y)) for x, y in loader]
+
+    alone, pooled = run(0), run(2)
+    assert len(alone) == len(pooled) == 2
+    for (x0, y0), (x1, y1) in zip(alone, pooled, strict=True):
+        assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
+
+
+def test_getitems_with_a_pil_loader(tree: Path) -> None:
+    ds = ImageFolder(tree, transform=Compose([CenterCrop(2), ToTensor()]), loader=pil_loader)
+    with rng.epoch_scope(0, 0):
+        batch = ds.__getitems__([0, 2])
+    assert [b[0].shape for b in batch] == [(3, 2, 2), (3, 2, 2)] and [b[1] for b in batch] == [0, 1]

@@ -182,7 +182,7 @@ _SEEDS = {
 }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(sorted(_SEEDS)),
     cut=st.integers(0, 2000),
@@ -212,4 +212,41 @@ def test_fuzz_only_chute_errors(
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(data: bytes) -> None:
     with contextlib.suppress(ImageDecodeError):
+        decode_image(data)
+
+
+def test_decoded_arrays_are_writable() -> None:
+    for c in (1, 3):
+        assert decode_image(encode_png(np.zeros((c, 4, 4), np.uint8))).flags.writeable
+    x16 = np.zeros((1, 4, 4), np.uint16)
+    assert decode_image(encode_png(x16)).flags.writeable
+
+
+def test_32_bit_images_outside_16_bits_are_refused(tmp_path: Path) -> None:
+    img = Image.fromarray(np.array([[0, 70000]], dtype=np.int32))
+    path = tmp_path / "wide.tif"
+    img.save(path)
+    with pytest.raises(ImageDecodeError, match=r"wide\.tif' has 32-bit integer pixels outside"):
+        read_image(path)
+    Image.fromarray(np.array([[0, 700]], dtype=np.int32)).save(tmp_path / "ok.tif")
+    assert read_image(tmp_path / "ok.tif").tolist() == [[[0, 700]]]
+
+
+def test_written_files_get_umask_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_png(np.zeros((1, 2, 2), np.uint8), tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_missing_pillow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from chute.errors import MissingDependencyError
+
+    data = encode_png(np.zeros((1, 2, 2), np.uint8))
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'chute\[vision\]'"):
         decode_image(data)

@@ -23,13 +23,13 @@ import enum
 import importlib.util
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._lazy import loaded, require
+from ..download import create_temp
 from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError
 
 __all__ = [
@@ -122,8 +122,14 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
                 f"image {name!r} has 32-bit float pixels (PIL mode F); chute decodes 8- and "
                 f"16-bit images only"
             )
-        arr = np.asarray(img)
-        arr = np.clip(arr, 0, 65535).astype(np.uint16) if arr.dtype != np.uint16 else arr
+        arr = np.array(img)  # a copy: arrays viewing Pillow's buffer are read-only
+        if arr.dtype != np.uint16:
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+                raise ImageDecodeError(
+                    f"image {name!r} has 32-bit integer pixels outside 0..65535 (PIL mode "
+                    f"{pil_mode}); chute decodes 8- and 16-bit images only"
+                )
+            arr = arr.astype(np.uint16)
         if mode in (ImageReadMode.RGB, ImageReadMode.RGB_ALPHA):
             arr = np.stack([arr] * 3)
             if mode is ImageReadMode.RGB_ALPHA:
@@ -149,7 +155,7 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
         img = img.convert(target)
     arr = np.asarray(img)
     if arr.ndim == 2:
-        return arr[None]
+        return np.array(arr)[None]  # a copy: arrays viewing Pillow's buffer are read-only
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
@@ -215,6 +221,7 @@ def _decode_simplejpeg(
 def decode_jpeg(
     data: Source,
     mode: ImageReadMode | str = ImageReadMode.UNCHANGED,
+    *,
     min_size: tuple[int, int] | None = None,
     apply_exif_orientation: bool = False,
     backend: str | None = None,
@@ -389,7 +396,7 @@ def write_file(filename: str | os.PathLike[str], data: Any) -> None:
     """Write bytes (or a 1-D uint8 array) to ``filename`` atomically (temp file + rename)."""
     target = Path(filename)
     payload = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = create_temp(target.parent, target.name)  # mode from the umask, unlike mkstemp
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)

@@ -55,6 +55,9 @@ def test_flip_pil_and_torch() -> None:
 def test_center_crop_hand_computed_and_padding() -> None:
     x = np.arange(25, dtype=np.uint8).reshape(5, 5)
     assert CenterCrop(3)(x).tolist() == [[6, 7, 8], [11, 12, 13], [16, 17, 18]]
+    odd = CenterCrop((8, 5))(x)  # 3 rows to add: 1 above, 2 below (torchvision's split)
+    assert odd[0].sum() == 0 and odd[1].tolist() == x[0].tolist() and odd[6:].sum() == 0
+    assert CenterCrop((5, 2))(np.arange(4, dtype=np.uint8)[None].repeat(5, 0))[0].tolist() == [1, 2]
     big = CenterCrop(7)(x)
     assert big.shape == (7, 7)
     assert big[0].sum() == 0 and big[1:6, 1:6].tolist() == x.tolist()
@@ -149,7 +152,7 @@ def _random_pipelines() -> list[object]:
     ]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     which=st.integers(0, len(_random_pipelines()) - 1),
     seed=st.integers(0, 2**32),
@@ -191,3 +194,9 @@ def test_batch_torch_flip_matches_per_sample() -> None:
             with rng.sample_scope(i):
                 singles.append(t(x[i]))
     assert torch.equal(b, torch.stack(singles))
+
+
+def test_outputs_are_writable() -> None:
+    for img in (_img(8, 8), _img(8, 8, None)):
+        for t in (Resize(4), RandomResizedCrop(4), CenterCrop(4), RandomHorizontalFlip(1.0)):
+            assert t(img).flags.writeable

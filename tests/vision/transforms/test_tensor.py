@@ -82,6 +82,8 @@ def test_normalize_matches_torch_and_inplace() -> None:
 def test_normalize_errors() -> None:
     with pytest.raises(ChuteTypeError, match=r"Input tensor should be a float tensor\. Got uint8"):
         Normalize([0.5], [0.5])(np.zeros((1, 2, 2), np.uint8))
+    with pytest.raises(ChuteValueError, match=r"Normalize has 2 mean values but the image of"):
+        Normalize([0.5, 0.5], [0.5, 0.5])(np.zeros((3, 2, 2), np.float32))
     with pytest.raises(ChuteValueError, match="std evaluated to zero"):
         Normalize([0.5], [0.0])(np.zeros((1, 2, 2), np.float32))
 

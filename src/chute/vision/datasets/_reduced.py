@@ -76,17 +76,17 @@ def _resize_box(
 
 def _exact(
     pil: Any,
-    raw: bytes,
     name: str,
     mode: _io.ImageReadMode,
     box: tuple[int, int, int, int],
     size_hw: tuple[int, int],
     resample: int,
+    hwc: bool,
 ) -> np.ndarray:
     """Full decode, crop, resize: the same pixels as ``read_image`` then the transform.
 
     Works on the PIL image (no C x H x W round trip); Pillow resizes each band as the
-    array path does, so the result is identical.
+    array path does, so the result is identical. Returns H x W x C when ``hwc``.
     """
     target = {_io.ImageReadMode.GRAY: "L", _io.ImageReadMode.RGB: "RGB"}.get(mode)
     try:
@@ -96,9 +96,8 @@ def _exact(
     if target is None and pil.mode not in ("L", "RGB"):
         full = _io._finish_pil(pil, mode, False, name)
         top, left, h, w = box
-        return np.asarray(
-            _resize_box(full[:, top : top + h, left : left + w], size_hw, None, resample)
-        )
+        out = _resize_box(full[:, top : top + h, left : left + w], size_hw, None, resample)
+        return np.ascontiguousarray(out.transpose(1, 2, 0)) if hwc else out
     if target is not None and pil.mode != target:
         pil = pil.convert(target)
     top, left, h, w = box
@@ -106,37 +105,49 @@ def _exact(
         pil = pil.crop((left, top, left + w, top + h))
     if pil.size != (size_hw[1], size_hw[0]):
         pil = pil.resize((size_hw[1], size_hw[0]), resample)
-    arr = np.asarray(pil)
-    return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+    arr = np.array(pil)  # a copy: arrays viewing Pillow's buffer are read-only
+    if arr.ndim == 2:
+        return arr[:, :, None] if hwc else arr[None]
+    return arr if hwc else np.ascontiguousarray(arr.transpose(2, 0, 1))  # type: ignore[no-any-return]
 
 
-def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode) -> Any:
-    """Decode ``raw`` (the file ``name``) and apply the planned transforms."""
+def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = False) -> Any:
+    """Decode ``raw`` (the file ``name``) and apply the planned transforms.
+
+    The first transform's result is C x H x W (``read_image``'s layout), or H x W x C when
+    ``hwc`` (the layout of ``ImageFolder``'s default loader), before the rest run.
+    """
     if not raw.startswith(_io._JPEG_MAGIC):
         out = _io._decode_raw(raw, name, mode, False)
+        if hwc:
+            out = np.ascontiguousarray(out.transpose(1, 2, 0))
         out = p.first(out)
+        for t in p.rest:
+            out = t(out)
+        return out
+    pil = _io._open_pil(raw, name)
+    width, height = pil.size
+    first = p.first
+    if isinstance(first, RandomResizedCrop):
+        top, left, h, w = first.get_params(height, width, rng.current())
+        out_h, out_w = first.size
     else:
-        pil = _io._open_pil(raw, name)
-        width, height = pil.size
-        first = p.first
-        if isinstance(first, RandomResizedCrop):
-            top, left, h, w = first.get_params(height, width, rng.current())
-            out_h, out_w = first.size
-        else:
-            top, left, h, w = 0, 0, height, width
-            out_h, out_w = first.output_size(height, width)
-        # decode so that the crop keeps at least twice the output's pixels per side: the final
-        # antialiased resize then still shrinks by >= 2, which hides the DCT scaling's blur
-        need_w = math.ceil(width * _MARGIN * out_w / w)
-        need_h = math.ceil(height * _MARGIN * out_h / h)
-        resample = _PIL_FILTER[first.interpolation]
-        if min(width // need_w, height // need_h) >= 2:
-            small = _io._decode_jpeg_raw(raw, name, mode, (need_h, need_w), False, None)
-            sy, sx = small.shape[1] / height, small.shape[2] / width
-            box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-            out = _resize_box(small, (out_h, out_w), box, resample)
-        else:
-            out = _exact(pil, raw, name, mode, (top, left, h, w), (out_h, out_w), resample)
+        top, left, h, w = 0, 0, height, width
+        out_h, out_w = first.output_size(height, width)
+    # decode so that the crop keeps at least twice the output's pixels per side: the final
+    # antialiased resize then still shrinks by >= 2, which hides the DCT scaling's blur
+    need_w = math.ceil(width * _MARGIN * out_w / w)
+    need_h = math.ceil(height * _MARGIN * out_h / h)
+    resample = _PIL_FILTER[first.interpolation]
+    if min(width // need_w, height // need_h) >= 2:
+        small = _io._decode_jpeg_raw(raw, name, mode, (need_h, need_w), False, None)
+        sy, sx = small.shape[1] / height, small.shape[2] / width
+        box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+        out = _resize_box(small, (out_h, out_w), box, resample)
+        if hwc:
+            out = np.ascontiguousarray(out.transpose(1, 2, 0))
+    else:
+        out = _exact(pil, name, mode, (top, left, h, w), (out_h, out_w), resample, hwc)
     for t in p.rest:
         out = t(out)
     return out

@@ -17,9 +17,11 @@ Differences from torchvision, on purpose:
 
 from __future__ import annotations
 
+import array
 import csv
+import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -206,12 +208,16 @@ class _FileFetch:
                 images.append(self._load(i, head))
                 gens.append(gen if gen is not None else np.random.default_rng())
             labels.append(self._label(i))
-        shapes = {getattr(im, "shape", None) for im in images}
-        if len(shapes) == 1 and isinstance(images[0], np.ndarray):
+        kinds = {(getattr(im, "shape", None), getattr(im, "dtype", None)) for im in images}
+        if len(kinds) == 1 and isinstance(images[0], np.ndarray):
             batch = apply_batch(Compose(tail), np.stack(images), gens)
             return StackedSamples((batch, np.asarray(labels, dtype=np.int64)), len(images))
         out = []
-        for im, gen, label in zip(images, gens, labels, strict=True):
+        for index, im, gen, label in zip(indices, images, gens, labels, strict=True):
+            if not hasattr(im, "shape"):  # e.g. a PIL image from a custom loader
+                with rng.sample_scope(index):
+                    out.append(self[index])  # type: ignore[index]
+                continue
             for t in tail:
                 im = t.batch(im[None], [gen])[0]
             out.append((im, label))
@@ -283,7 +289,13 @@ class DatasetFolder(_FileFetch, VisionDataset):
         return self._targets.tolist()  # type: ignore[no-any-return]
 
     def _load(self, i: int, transform: Any) -> Any:
-        sample = self.loader(self._path(i))
+        path = self._path(i)
+        if self.loader is default_loader:  # reduced-size JPEG decoding, as ImageCSVDataset
+            plan = _reduced.plan(transform, ImageReadMode.RGB)
+            if plan is not None:
+                with open(path, "rb") as f:
+                    return _reduced.run(plan, f.read(), path, ImageReadMode.RGB, hwc=True)
+        sample = self.loader(path)
         return transform(sample) if transform is not None else sample
 
     def _label(self, i: int) -> int:
@@ -335,27 +347,30 @@ class ImageFolder(DatasetFolder):
         )
 
 
-def _read_rows(path: str, header: Any) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
-    """Parse the CSV: the header (or None) and ``(line_number, fields)`` of every data row."""
-    rows: list[tuple[int, list[str]]] = []
+def _iter_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line_number, stripped fields)`` of every non-blank CSV row."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, skipinitialspace=True)
         try:
             for fields in reader:
-                if not fields or all(not x.strip() for x in fields):
-                    continue
-                rows.append((reader.line_num, [x.strip() for x in fields]))
+                stripped = [x.strip() for x in fields]
+                if any(stripped):
+                    yield reader.line_num, stripped
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DatasetFormatError(
                 f"annotations file {path!r}, line {reader.line_num}: not valid CSV ({exc})"
             ) from exc
-    if header is True or header == "infer":
-        head = rows[0][1] if rows else None
-        if header is True or (head is not None and not _is_int(head[-1] if head else "")):
-            return head, rows[1:]
-    elif header is not False:
+
+
+def _has_header(header: Any, first: list[str], image_column: Any, label_column: Any) -> bool:
+    if header is True or header is False:
+        return header
+    if header != "infer":
         raise ChuteValueError(f"header should be 'infer', True or False, got {header!r}")
-    return None, rows
+    if isinstance(image_column, str) or isinstance(label_column, str):
+        return True
+    lab = int(label_column)
+    return not (-len(first) <= lab < len(first) and _is_int(first[lab]))
 
 
 def _smallest_int(values: np.ndarray) -> np.ndarray:
@@ -367,7 +382,7 @@ def _smallest_int(values: np.ndarray) -> np.ndarray:
         info = np.iinfo(dtype)
         if info.min <= lo and hi <= info.max:
             return values.astype(dtype)
-    return values
+    return values.copy()
 
 
 def _is_int(text: str) -> bool:
@@ -457,43 +472,52 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
         self.read_mode = read_mode
         self.reduced_decode = reduced_decode
         path = self.annotations_file
-        head, rows = _read_rows(path, header)
+        rows = _iter_rows(path)
+        first = next(rows, None)
+        if first is None:
+            raise DatasetFormatError(f"annotations file {path!r} has no rows")
+        head = first[1] if _has_header(header, first[1], image_column, label_column) else None
+        if head is None:
+            rows = itertools.chain([first], rows)
         self.columns = head
         img_col = _column(image_column, head, "image_column", path)
         lab_col = _column(label_column, head, "label_column", path)
-        width = len(head) if head is not None else (len(rows[0][1]) if rows else 0)
-        if rows and max(img_col, lab_col) >= width:
+        width = len(first[1])
+        if max(img_col, lab_col) >= width:
             raise DatasetFormatError(
                 f"annotations file {path!r} has {width} columns, but image_column={image_column!r} "
                 f"and label_column={label_column!r} need {max(img_col, lab_col) + 1}"
             )
         names: list[str] = []
-        labels = np.empty(len(rows), dtype=np.int64)
-        lines = np.empty(len(rows), dtype=np.int64)
-        for k, (line, fields) in enumerate(rows):
+        labels = array.array("q")
+        lines = array.array("q")
+        for line, fields in rows:
             if len(fields) != width:
                 raise DatasetFormatError(
                     f"annotations file {path!r}, line {line}: expected {width} columns, got "
                     f"{len(fields)}: {fields!r}"
                 )
             try:
-                labels[k] = int(fields[lab_col])
-            except ValueError:
+                labels.append(int(fields[lab_col]))
+            except (ValueError, OverflowError):
                 raise DatasetFormatError(
                     f"annotations file {path!r}, line {line}: label {fields[lab_col]!r} is not "
-                    f"an integer"
+                    f"an integer (of at most 64 bits)"
                 ) from None
             names.append(fields[img_col])
-            lines[k] = line
+            lines.append(line)
             if check_files and not os.path.isfile(os.path.join(self.img_dir, fields[img_col])):
                 raise FileNotFoundError(self._missing(line, fields[img_col]))
+        if not names:
+            raise DatasetFormatError(f"annotations file {path!r} has a header but no data rows")
         self._names = PackedStrings(names)
-        self._labels = _smallest_int(labels)
+        self._labels = _smallest_int(np.frombuffer(labels, dtype=np.int64))
         # line numbers are kept only when they are not simply "row + first data line"
-        first = int(lines[0]) if len(lines) else 1
-        regular = bool(np.array_equal(lines, np.arange(first, first + len(lines))))
-        self._first_line = first
-        self._lines: np.ndarray | None = None if regular else lines
+        line_arr = np.frombuffer(lines, dtype=np.int64)
+        start = int(line_arr[0])
+        regular = bool(np.array_equal(line_arr, np.arange(start, start + len(line_arr))))
+        self._first_line = start
+        self._lines: np.ndarray | None = None if regular else line_arr.copy()
 
     def _line(self, i: int) -> int:
         return self._first_line + i if self._lines is None else int(self._lines[i])

@@ -194,7 +194,7 @@ def resize(
     Image = require("PIL.Image", "resizing an image")
     if axes == (-3, -2) and arr.ndim == 3 and arr.dtype == np.uint8 and arr.shape[2] == 3:
         img = Image.fromarray(arr)
-        return np.asarray(img.resize((size_hw[1], size_hw[0]), resample))
+        return np.array(img.resize((size_hw[1], size_hw[0]), resample))  # writable copy
     # Move the spatial axes last, resize each plane, move them back.
     moved = np.moveaxis(arr, (axes[0], axes[1]), (-2, -1))
     lead = moved.shape[:-2]

@@ -175,8 +175,15 @@ class Resize:
         )
 
 
+def _center_offset(size: int, crop: int) -> int:
+    # torchvision pads (crop - size) // 2 before and the rest after, then crops at 0
+    if crop > size:
+        return -((crop - size) // 2)
+    return round((size - crop) / 2.0)
+
+
 def _center_box(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int, int]:
-    return round((height - crop_h) / 2.0), round((width - crop_w) / 2.0)
+    return _center_offset(height, crop_h), _center_offset(width, crop_w)
 
 
 class CenterCrop:
@@ -422,7 +429,7 @@ class _RandomFlip:
         return img
 
     def batch(self, x: Any, rngs: Sequence[np.random.Generator]) -> Any:
-        """Flip the samples whose own stream says so, with one gather."""
+        """Flip the samples whose own stream says so."""
         flags = np.array([g.random() < self.p for g in rngs], dtype=bool)
         if not flags.any():
             return x
@@ -432,8 +439,11 @@ class _RandomFlip:
             out = x.clone()
             out[mask] = self._flip(x[mask], batched=True)
             return out
+        axes = im.spatial_axes(x, batched=True)
+        axis = axes[0] if self._vertical else axes[1]
         out = x.copy()
-        out[flags] = self._flip(x[flags], batched=True)
+        for k in np.flatnonzero(flags):  # one copy per flipped sample, no temporaries
+            out[k] = np.flip(x[k], axis)
         return out
 
     def __repr__(self) -> str:

@@ -73,7 +73,7 @@ class ToTensor:
         if arr.dtype == np.uint8:
             # one pass, one allocation; float32 division by 255 as torch's .float().div(255)
             return np.divide(arr, np.float32(255), dtype=np.float32, order="C")
-        return np.ascontiguousarray(arr)
+        return np.array(arr, order="C")  # always a new, writable array
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -119,6 +119,13 @@ class Normalize:
                 f"std evaluated to zero after conversion to {tensor.dtype}, leading to "
                 f"division by zero."
             )
+        channels = tensor.shape[-3]
+        for what, values in (("mean", mean), ("std", std)):
+            if values.ndim == 1 and values.size not in (1, channels):
+                raise ChuteValueError(
+                    f"Normalize has {values.size} {what} values but the image of shape "
+                    f"{tensor.shape} has {channels} channels"
+                )
         if mean.ndim == 1:
             mean = mean.reshape(-1, 1, 1)
         if std.ndim == 1:
