@@ -170,6 +170,7 @@ def test_worker_init_fn_runs_in_each_worker(leaks, worker_type):
 
 
 def test_worker_info_and_seeds(leaks):
+    pytest.importorskip("torch")  # loaded before the fork: workers must seed it too
     assert get_worker_info() is None
     fetcher = MapFetcher(WhoAmI(), first, True, 0)
     runs = []
@@ -180,14 +181,18 @@ def test_worker_info_and_seeds(leaks):
         assert rec["num_workers"] == 2 and rec["same_dataset"] and rec["pid"] != os.getpid()
     by_worker = {r["id"]: r["seed"] for r in runs[0]}
     assert sorted(by_worker) == [0, 1] and by_worker[0] != by_worker[1]
-    first_draws = {}
-    for rec in runs[0]:
-        first_draws.setdefault(rec["id"], rec["np_draw"])
-    first_draws_again = {}
+
+    def first_draws(run):
+        out = {}
+        for rec in run:
+            out.setdefault(rec["id"], (rec["np_draw"], rec["py_draw"], rec["torch_draw"]))
+        return out
+
     for rec in runs[1]:
-        first_draws_again.setdefault(rec["id"], rec["np_draw"])
         assert rec["seed"] == by_worker[rec["id"]]  # reproducible
-    assert first_draws == first_draws_again  # the global generators are seeded per worker
+    # random, NumPy's global generator and torch (when loaded) are seeded per worker
+    assert first_draws(runs[0]) == first_draws(runs[1])
+    assert first_draws(runs[0])[0] != first_draws(runs[0])[1]
     other = list(WorkerPool(fetcher, 2, base_seed=78).map_epoch(0, [[0]]))
     assert other[0]["seed"] not in by_worker.values()
 

@@ -138,7 +138,15 @@ class WhoAmI:
             "thread": threading.get_ident(),
             "np_draw": float(np.random.random()),
             "py_draw": random.random(),
+            "torch_draw": _torch_draw(),
         }
+
+
+def _torch_draw() -> float | None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return None if torch is None else float(torch.rand(1))
 
 
 def first(samples: Any) -> Any:
