@@ -282,7 +282,7 @@ class Reader:
                 _unlink(path)
         mapping = self._maps[key]
         view = (ctypes.c_char * packed.size).from_buffer(mapping)
-        weakref.finalize(view, self._notes.add, wid, packed.segment)
+        weakref.finalize(view, self._notes.add, wid, packed.segment).atexit = False
         return _rebuild(packed.skeleton, lambda x: _leaf_value(view, x))
 
     def discard(self, wid: int, packed: Packed) -> None:
@@ -359,7 +359,9 @@ def _map(fd: int, size: int) -> Any:
         err = ctypes.get_errno()
         raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed")
     buf = (ctypes.c_char * size).from_address(addr)
-    weakref.finalize(buf, libc.munmap, addr, size)
+    # atexit=False: unmapping at interpreter exit would pull the memory from under arrays that
+    # later exit code (atexit handlers, __del__) may still read; the OS unmaps at exit anyway
+    weakref.finalize(buf, libc.munmap, addr, size).atexit = False
     return buf
 
 
