@@ -894,5 +894,5 @@ def test_getitems_receives_lists_unless_the_dataset_accepts_arrays(accepts: bool
             return [int(i) for i in indices]
 
     out = [b.tolist() for b in chute.DataLoader(Recorder(), batch_size=4, shuffle=True, seed=0)]
-    assert sorted(sum(out, [])) == list(range(10))
+    assert sorted(i for b in out for i in b) == list(range(10))
     assert set(seen) == ({np.ndarray} if accepts else {list})
