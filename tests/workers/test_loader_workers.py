@@ -123,3 +123,16 @@ def test_get_worker_info_is_none_in_the_main_process():
 
     assert get_worker_info() is None
     assert isinstance(chute.DataLoader, type)
+
+
+def test_holding_many_batches_does_not_exhaust_file_descriptors(leaks):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(128, hard), hard))
+    try:
+        ds = TensorDataset(np.arange(300 * 4, dtype=np.float32).reshape(300, 4))
+        held = list(DataLoader(ds, batch_size=1, num_workers=1))  # 300 live segments
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert np.array_equal(np.concatenate([b[0] for b in held]), ds.tensors[0])

@@ -39,6 +39,7 @@ from typing import Any
 # inherit it instead of importing it on their first batch
 import numpy.random  # noqa: F401
 
+from .._lazy import loaded
 from ..errors import ChuteTypeError, WorkerDiedError
 from . import shm
 from .info import WorkerInfo, seed_globals, set_torch_worker_info
@@ -87,10 +88,9 @@ def _worker_main(
     parent = os.getppid()
     seed_globals(info.seed)
     set_torch_worker_info(info)
-    with contextlib.suppress(Exception):
-        loaded_torch = __import__("sys").modules.get("torch")
-        if loaded_torch is not None:
-            loaded_torch.set_num_threads(1)
+    torch = loaded("torch")
+    if torch is not None:  # as torch's own workers: one intra-op thread per worker
+        torch.set_num_threads(1)
     writer = shm.Writer(os.path.join(shm.SHM_DIR, prefix)) if shm.has_shm() else None
 
     def parent_alive() -> bool:
