@@ -11,6 +11,8 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from . import rng
 from .errors import ChuteValueError
 
@@ -41,13 +43,15 @@ class MapFetcher:
             if not self.auto_collation:
                 with rng.sample_key(index):  # type: ignore[arg-type]
                     return self.collate_fn(self.dataset[index])
-            indices = list(index)  # type: ignore[arg-type]
+            # an int64 array only reaches here for datasets with accepts_index_arrays
+            indices = index if isinstance(index, np.ndarray) else list(index)  # type: ignore[arg-type]
             if self._getitems is not None:
                 data = self._getitems(indices)
                 if len(data) != len(indices):
+                    head = [int(i) for i in indices[:8]]
                     raise ChuteValueError(
                         f"__getitems__ of {type(self.dataset).__name__} returned {len(data)} "
-                        f"samples for a batch of {len(indices)} indices {indices[:8]}"
+                        f"samples for a batch of {len(indices)} indices {head}"
                     )
             else:
                 data = []
