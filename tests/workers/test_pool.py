@@ -285,3 +285,9 @@ def test_any_tasks_any_stopping_point_same_batches(leaks, worker_type):
         check()
     finally:
         pool.shutdown()
+
+
+def test_an_empty_epoch_starts_no_worker(leaks):
+    pool = WorkerPool(MapFetcher(RandomCrops(), stack_collate, True, seed=0), 2)
+    assert list(pool.map_epoch(0, [])) == []
+    assert not pool.running and pool.worker_pids == []

@@ -245,6 +245,13 @@ class WorkerPool:
     def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
+        if tasks is not None:  # an empty epoch starts no worker
+            head = next(tasks, _END)
+            if head is _END:
+                if not self.persistent:
+                    self._stop(failed=False)
+                return
+            tasks = itertools.chain([head], tasks)
         ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
         ep.cycle = itertools.cycle(range(self.num_workers))
         self._live = ep
