@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from worker_datasets import (
+    Exiting,
     Failing,
     InitSeen,
     Locked,
@@ -123,6 +124,16 @@ def test_segfaulting_dataset(leaks):
         match=r"was killed by signal SIGSEGV while fetching indices \[4, 5\]",
     ):
         list(pool.map_epoch(0, TASKS))
+
+
+def test_worker_exiting_with_a_code(leaks):
+    pool = WorkerPool(MapFetcher(Exiting(), stack, True, 0), 1)
+    with pytest.raises(
+        WorkerDiedError,
+        match=r"worker 0 \(pid \d+\) exited unexpectedly with exit code 3 while fetching "
+        r"indices \[4, 5\]; its traceback, if any, is on stderr",
+    ):
+        list(pool.map_epoch(0, [[0, 1], [2, 3], [4, 5], [6, 7]]))
 
 
 @pytest.mark.parametrize("worker_type", ["process", "thread"])

@@ -200,3 +200,15 @@ class InitSeen:
 
     def __getitem__(self, i: int) -> str:
         return os.environ.get("CHUTE_TEST_INIT", "none")
+
+
+class Exiting:
+    """Calls os._exit(3) when index ``bad`` is fetched."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i == 5:
+            os._exit(3)
+        return np.full(2, i)

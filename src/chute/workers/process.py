@@ -145,6 +145,21 @@ def _exit_text(exitcode: int | None) -> str:
     return f"exited unexpectedly with exit code {exitcode}"
 
 
+def _exit_hint(exitcode: int | None, method: str) -> str:
+    if exitcode is not None and exitcode < 0:
+        return (
+            "a segfault in native code in the dataset or a transform, or the system running "
+            "out of memory (the OOM killer sends SIGKILL) can cause this"
+        )
+    if method != "fork":
+        return (
+            f"its traceback, if any, is on stderr; with {method!r} a worker that cannot "
+            f"unpickle the dataset exits like this (its class must be importable: define it "
+            f"in a module, not in an interactive __main__), as does sys.exit or os._exit"
+        )
+    return "its traceback, if any, is on stderr; sys.exit or os._exit in the dataset can cause this"
+
+
 class ProcessBackend:
     """A set of worker processes and their pipes (no ordering logic: see :mod:`.pool`)."""
 
@@ -283,11 +298,10 @@ class ProcessBackend:
                 return out
             proc = self._procs[wid]
             proc.join(1.0)
+            hint = _exit_hint(proc.exitcode, self._context.get_start_method())
             raise WorkerDiedError(
                 f"DataLoader worker {wid} (pid {proc.pid}) {_exit_text(proc.exitcode)} while "
-                f"{doing(wid)}; a segfault in native code in the "
-                f"dataset or a transform, os._exit, or the system running out of memory can "
-                f"cause this"
+                f"{doing(wid)}; {hint}"
             )
         return out
 
