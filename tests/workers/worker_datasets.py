@@ -212,3 +212,18 @@ class Exiting:
         if i == 5:
             os._exit(3)
         return np.full(2, i)
+
+
+class Stamped:
+    """Each sample takes ``seconds`` and returns (pid, start time)."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        self.n, self.seconds = n, seconds
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        start = time.time()
+        time.sleep(self.seconds)
+        return np.array([os.getpid(), start])

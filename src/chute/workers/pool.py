@@ -37,6 +37,7 @@ from .thread import ThreadBackend
 __all__ = ["WorkerPool"]
 
 _SETTLE = 5.0
+_REST_AFTER = 3.0
 _WORKER_TYPES = ("process", "thread")
 
 
@@ -51,6 +52,7 @@ class _Epoch:
     active: list[bool]  # iterable: the workers whose stream is not exhausted
     next_task: int = 0
     cycle: Iterator[int] = field(default_factory=lambda: iter(()))
+    start_rest_at: float = 0.0  # when to start the workers not started yet (deferred start)
     pending: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task -> (worker, index)
     arrived: dict[int, tuple[str, Any]] = field(default_factory=dict)  # task -> (status, batch)
     superseded: bool = False
@@ -256,7 +258,11 @@ class WorkerPool:
         ep.cycle = itertools.cycle(range(self.num_workers))
         self._live = ep
         first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
+        began = time.monotonic()
         self._start(epoch, ep, first)
+        # the others start after the first batch is out, or once waiting for it has taken a
+        # few times what starting a worker took (a slow first batch hides their start-up)
+        ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
         broken = True
         next_out = 0
         try:
@@ -264,7 +270,7 @@ class WorkerPool:
                 self._fill(ep)
                 if next_out == ep.next_task:
                     break
-                self._wait_for(ep, next_out)
+                self._wait_for(ep, next_out, epoch)
                 status, value = ep.arrived.pop(next_out)
                 wid = ep.pending.pop(next_out)[0]
                 next_out += 1
@@ -350,13 +356,21 @@ class WorkerPool:
             ep.pending.clear()
             ep.arrived.clear()
 
-    def _wait_for(self, ep: _Epoch, task: int) -> None:
+    def _wait_for(self, ep: _Epoch, task: int, epoch: int) -> None:
         wid = ep.pending[task][0]
         what = _describe(ep, task)
         deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
         while task not in ep.arrived:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            now = time.monotonic()
+            remaining = None if deadline is None else deadline - now
+            backend = self._backend
+            if backend is not None and backend.started < self.num_workers:
+                if now >= ep.start_rest_at:
+                    self._start(epoch, ep, self.num_workers)
+                    continue
+                wake = ep.start_rest_at - now
+                remaining = wake if remaining is None else min(remaining, wake)
+            if deadline is not None and now >= deadline:
                 pid = self.worker_pids[wid] if self.worker_type == "process" else os.getpid()
                 raise ChuteTimeoutError(
                     f"DataLoader timed out after {self.timeout:g} s waiting for {what} from "
