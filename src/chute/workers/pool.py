@@ -157,8 +157,10 @@ class WorkerPool:
         """Start workers until ``count`` run, feeding each its first tasks at once.
 
         A map-style epoch of a new process pool starts one worker and starts the others
-        after its first batch is handed out: forking the others (each fork copies the
-        page tables of this process) would otherwise delay the first batch.
+        after its first batch is handed out, or once waiting for that batch has taken
+        ``_REST_AFTER`` times as long as starting the first worker: forking the others (each
+        fork copies the page tables of this process) would otherwise delay a quick first
+        batch, and a slow first batch hides their start-up.
         """
         if self._backend is None:
             dataset = getattr(self.fetcher, "dataset", None)
