@@ -12,9 +12,9 @@ does), until every worker's stream is exhausted.
 
 An epoch that ends early (``break``, ``del`` of the iterator, a worker's exception) leaves a
 persistent pool ready for the next epoch: the batches still in flight are received and
-thrown away (their segments unlinked). A pool that is not persistent, or that is broken (a
-worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down, see
-NOTE [ Worker shutdown ] in ``process.py``.
+thrown away (their shared memory freed for reuse). A pool that is not persistent, or that
+is broken (a worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down,
+see NOTE [ Worker shutdown ] in ``process.py``.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from typing import Any
 from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
 from .info import WorkerInfo, worker_seed
 from .process import ProcessBackend, resolve_context
-from .remote import RemoteError, describe_indices
+from .remote import describe_indices
 from .thread import ThreadBackend
 
 __all__ = ["WorkerPool"]
 
-_SETTLE = 5.0
-_REST_AFTER = 3.0
+_SETTLE = 5.0  # seconds to wait for an abandoned epoch's batches before stopping the workers
+_REST_AFTER = 3.0  # see WorkerPool._start
 _WORKER_TYPES = ("process", "thread")
 
 
@@ -397,7 +397,7 @@ class WorkerPool:
 
         for wid, (status, token, task, payload) in backend.poll(timeout, doing):
             if status in ("init", "fatal"):
-                raise _fatal(payload)
+                raise payload.to_exception()  # worker_init_fn failed, or a thread died
             self._in_flight[wid] -= 1
             if token != ep.token or ep.superseded:
                 if status == "ok":
@@ -417,7 +417,3 @@ def _describe(ep: _Epoch, task: int) -> str:
     if ep.kind == "map":
         return describe_indices(index)
     return f"batch {task} of the iterable dataset"
-
-
-def _fatal(err: RemoteError) -> BaseException:
-    return err.to_exception()
