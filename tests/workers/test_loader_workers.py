@@ -136,3 +136,43 @@ def test_holding_many_batches_does_not_exhaust_file_descriptors(leaks):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert np.array_equal(np.concatenate([b[0] for b in held]), ds.tensors[0])
+
+
+class Box:
+    """A custom batch type (pickled on its way from a worker)."""
+
+    def __init__(self, samples):
+        self.images = np.stack([s[0] for s in samples])
+        self.labels = [s[1] for s in samples]
+
+    def key(self):
+        return (self.images.tobytes(), self.labels)
+
+
+def box_collate(samples):
+    return Box(samples)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"batch_size": None},
+        {"batch_size": 7, "drop_last": True},
+        {"batch_size": 5, "sampler": lambda: chute.WeightedRandomSampler([1.0] * 40, 30, seed=5)},
+        {"batch_sampler": lambda: chute.BatchSampler(chute.SequentialSampler(range(40)), 6, False)},
+        {"batch_size": 4, "collate_fn": box_collate},
+        {"batch_size": 4, "shuffle": True, "format": "numpy"},
+    ],
+    ids=["no-batching", "drop-last", "weighted", "batch-sampler", "custom-batch", "numpy"],
+)
+def test_loader_configurations_same_with_workers(leaks, kwargs):
+    def run_with(n):
+        made = {k: v() if k.endswith("sampler") else v for k, v in kwargs.items()}
+        dl = DataLoader(RandomCrops(40), seed=3, num_workers=n, **made)
+        out = []
+        for b in dl:
+            out.append(b.key() if isinstance(b, Box) else as_bytes(b))
+        return out
+
+    want = run_with(0)
+    assert want and run_with(2) == want
