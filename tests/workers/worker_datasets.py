@@ -227,3 +227,18 @@ class Stamped:
         start = time.time()
         time.sleep(self.seconds)
         return np.array([os.getpid(), start])
+
+
+class NoisyStream:
+    """Iterable dataset whose samples are draws from chute.rng.current(), sharded by worker."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[float]:
+        import chute
+
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        for _ in range(wid, self.n, nw):
+            yield float(chute.rng.current().random())
