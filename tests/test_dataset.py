@@ -380,3 +380,40 @@ def test_chute_value_and_index_errors_are_chute_errors() -> None:
         chute.TensorDataset()
     with pytest.raises(ChuteIndexError):
         chute.ConcatDataset([[1]])[5]
+
+
+def test_subset_fallback_keys_random_streams_by_subset_index() -> None:
+    """A Subset over a dataset without __getitems__ draws each sample from its own stream."""
+
+    class Noisy:
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int) -> float:
+            return float(chute.rng.current().random())
+
+    sub = chute.Subset(Noisy(), [9, 3, 5, 1])
+    with chute.rng.epoch_scope(7, 2):
+        batch = sub.__getitems__([0, 2, 3])
+        alone = []
+        for i in (0, 2, 3):
+            with chute.rng.sample_scope(i):
+                alone.append(sub[i])
+    assert batch == alone
+    assert batch == [chute.rng.stream(7, 2, i).random() for i in (0, 2, 3)]
+
+
+def test_loader_over_random_split_is_reproducible() -> None:
+    class Noisy:
+        def __len__(self) -> int:
+            return 20
+
+        def __getitem__(self, i: int) -> float:
+            return float(chute.rng.current().random())
+
+    train, _ = chute.random_split(Noisy(), [15, 5], seed=0)
+    runs = [
+        [b.tolist() for b in chute.DataLoader(train, batch_size=4, shuffle=True, seed=3)]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]

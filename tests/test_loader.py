@@ -874,3 +874,25 @@ def test_state_before_iterating_and_right_after_loading() -> None:
     third = chute.DataLoader(ds, batch_size=2, shuffle=True)
     third.load_state_dict(again.state_dict())
     assert _batches_as_lists(third) == expected[0][3:]
+
+
+@pytest.mark.parametrize("accepts", [True, False])
+def test_getitems_receives_lists_unless_the_dataset_accepts_arrays(accepts: bool) -> None:
+    seen: list[type] = []
+
+    class Recorder:
+        accepts_index_arrays = accepts
+
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int) -> int:
+            return i
+
+        def __getitems__(self, indices: Any) -> list[int]:
+            seen.append(type(indices))
+            return [int(i) for i in indices]
+
+    out = [b.tolist() for b in chute.DataLoader(Recorder(), batch_size=4, shuffle=True, seed=0)]
+    assert sorted(i for b in out for i in b) == list(range(10))
+    assert set(seen) == ({np.ndarray} if accepts else {list})

@@ -89,6 +89,8 @@ def _stack_tensors(torch: Any, batch: list[Any], path: str) -> Any:
 
 def _from_stacked(data: Any) -> Any:
     """What default_collate makes of samples that are already stacked."""
+    if type(data) is np.ndarray:
+        return data
     if _is_namedtuple(data):
         return type(data)(*(_from_stacked(x) for x in data))
     if isinstance(data, (tuple, list)):

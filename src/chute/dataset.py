@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from . import rng
 from ._lazy import loaded
 from .errors import ChuteIndexError, ChuteTypeError, ChuteValueError
 from .stacked import StackedSamples
@@ -37,6 +38,10 @@ T_co = TypeVar("T_co", covariant=True)
 
 class Dataset(Generic[T_co]):
     """Base class of map-style datasets (optional: any ``__len__``/``__getitem__`` works).
+
+    ``__getitems__(indices)`` receives a list of ints, as in PyTorch. A dataset whose
+    ``__getitems__`` also takes an int64 NumPy array sets ``accepts_index_arrays = True``;
+    the loader then hands it slices of the epoch's index array without building lists.
 
     Example:
         >>> class Squares(Dataset):
@@ -121,6 +126,8 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
         (3, [2, 3], 1)
     """
 
+    accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
     def __init__(self, *tensors: Any) -> None:
         if not tensors:
             raise ChuteValueError("TensorDataset needs at least one array or tensor")
@@ -186,7 +193,11 @@ class StackDataset(Dataset[Any]):
                         f"for {len(indices)} indices"
                     )
                 return list(got)
-            return [d[i] for i in indices]
+            out = []
+            for i in indices:
+                with rng.sample_key(i):
+                    out.append(d[i])
+            return out
 
         if isinstance(self.datasets, dict):
             cols = {k: column(d) for k, d in self.datasets.items()}
@@ -257,6 +268,8 @@ class Subset(Dataset[Any]):
         (2, 'c')
     """
 
+    accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
     def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -273,7 +286,13 @@ class Subset(Dataset[Any]):
         mapped = self.indices[_as_index_array(indices, len(self.indices))].tolist()
         if hasattr(self.dataset, "__getitems__"):
             return self.dataset.__getitems__(mapped)
-        return [self.dataset[i] for i in mapped]
+        # one call per sample, each in the random stream of its index in this Subset, as the
+        # loader would key it if Subset had no __getitems__ (NOTE [ Per-sample randomness ])
+        out = []
+        for i, j in zip(indices, mapped):
+            with rng.sample_key(int(i)):
+                out.append(self.dataset[j])
+        return out
 
 
 def _split_lengths(n: int, lengths: Sequence[float]) -> list[int]:

@@ -48,6 +48,9 @@ def _rebuild(data: Any, fn: Callable[[Any], Any]) -> Any:
 
 
 def _map(fn: Callable[[Any], Any], data: Any) -> Any:
+    kind = type(data)
+    if kind is list or kind is tuple:  # the common batch containers, without ABC checks
+        return kind(_map(fn, x) for x in data)
     if isinstance(data, (tuple, list, cabc.Mapping)):
         return _rebuild(data, lambda x: _map(fn, x))
     return fn(data)
@@ -57,7 +60,7 @@ def _to_torch(torch: Any, x: Any) -> Any:
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "OUS":
             return x
-        if not x.dtype.isnative or any(st < 0 for st in x.strides):
+        if not x.dtype.isnative or min(x.strides, default=0) < 0:
             # torch cannot share these (a flipped view, big-endian data): copy, only then
             x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
         if not x.flags.writeable:
@@ -89,6 +92,23 @@ def _to_jax(jnp: Any, torch: Any, x: Any) -> Any:
     return x
 
 
+def _leaf_converter(format: str | None) -> Callable[[Any], Any] | None:
+    """The function that converts one leaf to ``format`` (None: nothing to convert)."""
+    if format is None:
+        return None
+    if format == "numpy":
+        torch = loaded("torch")
+        return lambda x: _to_numpy(torch, x)
+    if format == "torch":
+        torch = loaded("torch") or require("torch", 'format="torch"')
+        return lambda x: _to_torch(torch, x)
+    if format == "jax":
+        jnp = require("jax.numpy", 'format="jax"')
+        torch = loaded("torch")
+        return lambda x: _to_jax(jnp, torch, x)
+    raise ChuteValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
 def to_format(batch: Any, format: str | None) -> Any:
     """Convert every array or tensor leaf of ``batch`` to ``format`` (None: leave as is).
 
@@ -97,19 +117,8 @@ def to_format(batch: Any, format: str | None) -> Any:
         >>> to_format({"x": np.zeros(2)}, "numpy")["x"].dtype
         dtype('float64')
     """
-    if format is None:
-        return batch
-    if format == "numpy":
-        torch = loaded("torch")
-        return _map(lambda x: _to_numpy(torch, x), batch)
-    if format == "torch":
-        torch = require("torch", 'format="torch"')
-        return _map(lambda x: _to_torch(torch, x), batch)
-    if format == "jax":
-        jnp = require("jax.numpy", 'format="jax"')
-        torch = loaded("torch")
-        return _map(lambda x: _to_jax(jnp, torch, x), batch)
-    raise ChuteValueError(f"format must be one of {FORMATS}, got {format!r}")
+    convert = _leaf_converter(format)
+    return batch if convert is None else _map(convert, batch)
 
 
 def accelerator_available() -> bool:
@@ -157,6 +166,7 @@ class OutputStage:
         self._available = available
         self._pin_fn = pin_fn
         self._checked = False
+        self._convert: Callable[[Any], Any] | None = None
 
     def _pinning(self) -> bool:
         if not self.pin:
@@ -169,7 +179,10 @@ class OutputStage:
         return self.pin
 
     def __call__(self, batch: Any) -> Any:
-        batch = to_format(batch, self.format)
+        if self.format is not None:
+            if self._convert is None:  # resolved once: the import check is not per batch
+                self._convert = _leaf_converter(self.format)
+            batch = _map(self._convert, batch)  # type: ignore[arg-type]
         if self._pinning():
             if self._pin_fn is None:
                 from .pinned import PinnedBuffers

@@ -7,9 +7,10 @@ main process and any worker produce the same batch for the same ``(indices, epoc
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from . import rng
 from .errors import ChuteValueError
@@ -41,13 +42,15 @@ class MapFetcher:
             if not self.auto_collation:
                 with rng.sample_key(index):  # type: ignore[arg-type]
                     return self.collate_fn(self.dataset[index])
-            indices = list(index)  # type: ignore[arg-type]
+            # an int64 array only reaches here for datasets with accepts_index_arrays
+            indices = index if isinstance(index, np.ndarray) else list(index)  # type: ignore[arg-type]
             if self._getitems is not None:
                 data = self._getitems(indices)
                 if len(data) != len(indices):
+                    head = [int(i) for i in indices[:8]]
                     raise ChuteValueError(
                         f"__getitems__ of {type(self.dataset).__name__} returned {len(data)} "
-                        f"samples for a batch of {len(indices)} indices {indices[:8]}"
+                        f"samples for a batch of {len(indices)} indices {head}"
                     )
             else:
                 data = []
@@ -94,17 +97,30 @@ class IterableFetcher:
     def batches(self, epoch: int, skip: int = 0) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
 
-        The epoch scope is open only while samples are pulled and collated, never across a
-        ``yield``: a generator shares its caller's context, so a scope held open while
-        suspended would seed ``rng.current()`` in the user's code between batches.
+        Each sample is pulled inside the random stream of its position in the loader's output
+        (with ``W`` workers taking turns batch by batch, worker ``w``'s local sample ``p`` is
+        output sample ``((p // b) * W + w) * b + p % b``), so ``rng.current()`` inside
+        ``__iter__`` is seeded and reproducible. The scopes are open only while samples are
+        pulled and collated, never across a ``yield``: a generator shares its caller's context,
+        so a scope held open while suspended would seed ``rng.current()`` in the user's code.
         """
         size = self.batch_size
+        per = size or 1
+        worker, workers = _worker_position()
         with rng.epoch_scope(self.seed, epoch):
             it = iter(self.dataset)
         made = 0
+        pos = 0
         while True:
+            chunk: list[Any] = []
             with rng.epoch_scope(self.seed, epoch):
-                chunk = list(itertools.islice(it, size or 1))
+                while len(chunk) < per:
+                    with rng.sample_key(((pos // per) * workers + worker) * per + pos % per):
+                        sample = next(it, _END)
+                    if sample is _END:
+                        break
+                    chunk.append(sample)
+                    pos += 1
                 done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
                 keep = not done and made >= skip
                 if keep:
@@ -114,5 +130,16 @@ class IterableFetcher:
             if keep:
                 yield batch
             made += 1
-            if size is not None and len(chunk) < size:
+            if len(chunk) < per:
                 return
+
+
+_END = object()
+
+
+def _worker_position() -> tuple[int, int]:
+    """``(worker id, number of workers)`` of the worker running this code; ``(0, 1)`` outside."""
+    from .workers.info import get_worker_info
+
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)

@@ -274,6 +274,8 @@ class DataLoader(Generic[T]):
     def _tasks(self, skip: int) -> Iterator[Any]:
         index_sampler = self._index_sampler
         batches_from = getattr(index_sampler, "batches_from", None)
+        if self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False):
+            batches_from = getattr(index_sampler, "array_batches_from", batches_from)
         if batches_from is not None:
             return batches_from(skip)
         it = iter(index_sampler)

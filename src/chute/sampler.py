@@ -394,12 +394,21 @@ class BatchSampler(Sampler[list[int]]):
             return self._slices(take(), start)
         return self._generic(start)
 
-    def _slices(self, order: np.ndarray, start: int) -> Iterator[list[int]]:
+    def array_batches_from(self, start: int) -> Iterator[np.ndarray | list[int]]:
+        """As :meth:`batches_from`, but with a chute sampler each batch is an int64 array
+        slice (no list is built); the loader hands these to datasets that accept them."""
+        take = getattr(self.sampler, "take_epoch", None)
+        if take is not None:
+            return self._slices(take(), start, as_list=False)
+        return self._generic(start)
+
+    def _slices(self, order: np.ndarray, start: int, as_list: bool = True) -> Iterator[Any]:
         bs = self.batch_size
         n = len(order)
         stop = (n // bs) * bs if self.drop_last else n
         for lo in range(start * bs, stop, bs):
-            yield order[lo : min(lo + bs, stop)].tolist()
+            chunk = order[lo : min(lo + bs, stop)]
+            yield chunk.tolist() if as_list else chunk
 
     def _generic(self, start: int) -> Iterator[list[int]]:
         batch: list[int] = []

@@ -285,3 +285,23 @@ def test_any_tasks_any_stopping_point_same_batches(leaks, worker_type):
         check()
     finally:
         pool.shutdown()
+
+
+def test_an_empty_epoch_starts_no_worker(leaks):
+    pool = WorkerPool(MapFetcher(RandomCrops(), stack_collate, True, seed=0), 2)
+    assert list(pool.map_epoch(0, [])) == []
+    assert not pool.running and pool.worker_pids == []
+
+
+def test_a_slow_first_batch_does_not_hold_back_the_other_workers(leaks):
+    from worker_datasets import Stamped
+
+    fetcher = MapFetcher(Stamped(12, 0.25), np.stack, True, seed=0)
+    batches = list(
+        WorkerPool(fetcher, 2).map_epoch(0, [[i, i + 1, i + 2, i + 3] for i in range(0, 12, 4)])
+    )
+    first_done = batches[0][-1, 1] + 0.25  # the first batch takes 1 s
+    other = [b for b in batches if b[0, 0] != batches[0][0, 0]]
+    assert other, "the second worker fetched nothing"
+    # the second worker started well before the first batch was finished
+    assert min(b[0, 1] for b in other) < first_done - 0.5

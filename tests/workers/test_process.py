@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from worker_datasets import (
+    Exiting,
     Failing,
     InitSeen,
     Locked,
@@ -125,6 +126,16 @@ def test_segfaulting_dataset(leaks):
         list(pool.map_epoch(0, TASKS))
 
 
+def test_worker_exiting_with_a_code(leaks):
+    pool = WorkerPool(MapFetcher(Exiting(), stack, True, 0), 1)
+    with pytest.raises(
+        WorkerDiedError,
+        match=r"worker 0 \(pid \d+\) exited unexpectedly with exit code 3 while fetching "
+        r"indices \[4, 5\]; its traceback, if any, is on stderr",
+    ):
+        list(pool.map_epoch(0, [[0, 1], [2, 3], [4, 5], [6, 7]]))
+
+
 @pytest.mark.parametrize("worker_type", ["process", "thread"])
 def test_hung_worker_times_out(leaks, worker_type):
     seconds = 30 if worker_type == "process" else 1.5
@@ -170,6 +181,7 @@ def test_worker_init_fn_runs_in_each_worker(leaks, worker_type):
 
 
 def test_worker_info_and_seeds(leaks):
+    pytest.importorskip("torch")  # loaded before the fork: workers must seed it too
     assert get_worker_info() is None
     fetcher = MapFetcher(WhoAmI(), first, True, 0)
     runs = []
@@ -180,14 +192,18 @@ def test_worker_info_and_seeds(leaks):
         assert rec["num_workers"] == 2 and rec["same_dataset"] and rec["pid"] != os.getpid()
     by_worker = {r["id"]: r["seed"] for r in runs[0]}
     assert sorted(by_worker) == [0, 1] and by_worker[0] != by_worker[1]
-    first_draws = {}
-    for rec in runs[0]:
-        first_draws.setdefault(rec["id"], rec["np_draw"])
-    first_draws_again = {}
+
+    def first_draws(run):
+        out = {}
+        for rec in run:
+            out.setdefault(rec["id"], (rec["np_draw"], rec["py_draw"], rec["torch_draw"]))
+        return out
+
     for rec in runs[1]:
-        first_draws_again.setdefault(rec["id"], rec["np_draw"])
         assert rec["seed"] == by_worker[rec["id"]]  # reproducible
-    assert first_draws == first_draws_again  # the global generators are seeded per worker
+    # random, NumPy's global generator and torch (when loaded) are seeded per worker
+    assert first_draws(runs[0]) == first_draws(runs[1])
+    assert first_draws(runs[0])[0] != first_draws(runs[0])[1]
     other = list(WorkerPool(fetcher, 2, base_seed=78).map_epoch(0, [[0]]))
     assert other[0]["seed"] not in by_worker.values()
 

@@ -155,3 +155,31 @@ def test_a_full_dev_shm_gives_a_clear_error(pair, monkeypatch):
         OSError, match=r"/dev/shm is full: no room for a 8,000-byte batch .*--shm-size"
     ):
         writer.pack(np.zeros(1000))
+
+
+def test_held_batches_stay_readable_during_interpreter_exit(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import atexit, os
+        import numpy as np
+        # registered first, so it runs last: after weakref.finalize's own exit hook
+        atexit.register(lambda: print(float(batch.sum())))
+        from chute.workers import shm
+        w, r = shm.Writer(f"/dev/shm/chute_{os.getpid()}_exit_"), shm.Reader()
+        batch = r.unpack(0, w.pack(np.arange(100000.0)))
+        """
+    )
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "src")
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(float(np.arange(100000.0).sum()))

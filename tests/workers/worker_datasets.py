@@ -138,7 +138,15 @@ class WhoAmI:
             "thread": threading.get_ident(),
             "np_draw": float(np.random.random()),
             "py_draw": random.random(),
+            "torch_draw": _torch_draw(),
         }
+
+
+def _torch_draw() -> float | None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return None if torch is None else float(torch.rand(1))
 
 
 def first(samples: Any) -> Any:
@@ -192,3 +200,45 @@ class InitSeen:
 
     def __getitem__(self, i: int) -> str:
         return os.environ.get("CHUTE_TEST_INIT", "none")
+
+
+class Exiting:
+    """Calls os._exit(3) when index ``bad`` is fetched."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i == 5:
+            os._exit(3)
+        return np.full(2, i)
+
+
+class Stamped:
+    """Each sample takes ``seconds`` and returns (pid, start time)."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        self.n, self.seconds = n, seconds
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        start = time.time()
+        time.sleep(self.seconds)
+        return np.array([os.getpid(), start])
+
+
+class NoisyStream:
+    """Iterable dataset whose samples are draws from chute.rng.current(), sharded by worker."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[float]:
+        import chute
+
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        for _ in range(wid, self.n, nw):
+            yield float(chute.rng.current().random())

@@ -12,9 +12,9 @@ does), until every worker's stream is exhausted.
 
 An epoch that ends early (``break``, ``del`` of the iterator, a worker's exception) leaves a
 persistent pool ready for the next epoch: the batches still in flight are received and
-thrown away (their segments unlinked). A pool that is not persistent, or that is broken (a
-worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down, see
-NOTE [ Worker shutdown ] in ``process.py``.
+thrown away (their shared memory freed for reuse). A pool that is not persistent, or that
+is broken (a worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down,
+see NOTE [ Worker shutdown ] in ``process.py``.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from typing import Any
 from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
 from .info import WorkerInfo, worker_seed
 from .process import ProcessBackend, resolve_context
-from .remote import RemoteError, describe_indices
+from .remote import describe_indices
 from .thread import ThreadBackend
 
 __all__ = ["WorkerPool"]
 
-_SETTLE = 5.0
+_SETTLE = 5.0  # seconds to wait for an abandoned epoch's batches before stopping the workers
+_REST_AFTER = 3.0  # see WorkerPool._start
 _WORKER_TYPES = ("process", "thread")
 
 
@@ -51,6 +52,7 @@ class _Epoch:
     active: list[bool]  # iterable: the workers whose stream is not exhausted
     next_task: int = 0
     cycle: Iterator[int] = field(default_factory=lambda: iter(()))
+    start_rest_at: float = 0.0  # when to start the workers not started yet (deferred start)
     pending: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task -> (worker, index)
     arrived: dict[int, tuple[str, Any]] = field(default_factory=dict)  # task -> (status, batch)
     superseded: bool = False
@@ -155,8 +157,10 @@ class WorkerPool:
         """Start workers until ``count`` run, feeding each its first tasks at once.
 
         A map-style epoch of a new process pool starts one worker and starts the others
-        after its first batch is handed out: forking the others (each fork copies the
-        page tables of this process) would otherwise delay the first batch.
+        after its first batch is handed out, or once waiting for that batch has taken
+        ``_REST_AFTER`` times as long as starting the first worker: forking the others (each
+        fork copies the page tables of this process) would otherwise delay a quick first
+        batch, and a slow first batch hides their start-up.
         """
         if self._backend is None:
             dataset = getattr(self.fetcher, "dataset", None)
@@ -245,11 +249,22 @@ class WorkerPool:
     def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
+        if tasks is not None:  # an empty epoch starts no worker
+            head = next(tasks, _END)
+            if head is _END:
+                if not self.persistent:
+                    self._stop(failed=False)
+                return
+            tasks = itertools.chain([head], tasks)
         ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
         ep.cycle = itertools.cycle(range(self.num_workers))
         self._live = ep
         first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
+        began = time.monotonic()
         self._start(epoch, ep, first)
+        # the others start after the first batch is out, or once waiting for it has taken a
+        # few times what starting a worker took (a slow first batch hides their start-up)
+        ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
         broken = True
         next_out = 0
         try:
@@ -257,7 +272,7 @@ class WorkerPool:
                 self._fill(ep)
                 if next_out == ep.next_task:
                     break
-                self._wait_for(ep, next_out)
+                self._wait_for(ep, next_out, epoch)
                 status, value = ep.arrived.pop(next_out)
                 wid = ep.pending.pop(next_out)[0]
                 next_out += 1
@@ -343,13 +358,21 @@ class WorkerPool:
             ep.pending.clear()
             ep.arrived.clear()
 
-    def _wait_for(self, ep: _Epoch, task: int) -> None:
+    def _wait_for(self, ep: _Epoch, task: int, epoch: int) -> None:
         wid = ep.pending[task][0]
         what = _describe(ep, task)
         deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
         while task not in ep.arrived:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            now = time.monotonic()
+            remaining = None if deadline is None else deadline - now
+            backend = self._backend
+            if backend is not None and backend.started < self.num_workers:
+                if now >= ep.start_rest_at:
+                    self._start(epoch, ep, self.num_workers)
+                    continue
+                wake = ep.start_rest_at - now
+                remaining = wake if remaining is None else min(remaining, wake)
+            if deadline is not None and now >= deadline:
                 pid = self.worker_pids[wid] if self.worker_type == "process" else os.getpid()
                 raise ChuteTimeoutError(
                     f"DataLoader timed out after {self.timeout:g} s waiting for {what} from "
@@ -374,7 +397,7 @@ class WorkerPool:
 
         for wid, (status, token, task, payload) in backend.poll(timeout, doing):
             if status in ("init", "fatal"):
-                raise _fatal(payload)
+                raise payload.to_exception()  # worker_init_fn failed, or a thread died
             self._in_flight[wid] -= 1
             if token != ep.token or ep.superseded:
                 if status == "ok":
@@ -394,7 +417,3 @@ def _describe(ep: _Epoch, task: int) -> str:
     if ep.kind == "map":
         return describe_indices(index)
     return f"batch {task} of the iterable dataset"
-
-
-def _fatal(err: RemoteError) -> BaseException:
-    return err.to_exception()

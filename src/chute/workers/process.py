@@ -39,6 +39,7 @@ from typing import Any
 # inherit it instead of importing it on their first batch
 import numpy.random  # noqa: F401
 
+from .._lazy import loaded
 from ..errors import ChuteTypeError, WorkerDiedError
 from . import shm
 from .info import WorkerInfo, seed_globals, set_torch_worker_info
@@ -87,10 +88,9 @@ def _worker_main(
     parent = os.getppid()
     seed_globals(info.seed)
     set_torch_worker_info(info)
-    with contextlib.suppress(Exception):
-        loaded_torch = __import__("sys").modules.get("torch")
-        if loaded_torch is not None:
-            loaded_torch.set_num_threads(1)
+    torch = loaded("torch")
+    if torch is not None:  # as torch's own workers: one intra-op thread per worker
+        torch.set_num_threads(1)
     writer = shm.Writer(os.path.join(shm.SHM_DIR, prefix)) if shm.has_shm() else None
 
     def parent_alive() -> bool:
@@ -143,6 +143,21 @@ def _exit_text(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"was killed by signal {name}"
     return f"exited unexpectedly with exit code {exitcode}"
+
+
+def _exit_hint(exitcode: int | None, method: str) -> str:
+    if exitcode is not None and exitcode < 0:
+        return (
+            "a segfault in native code in the dataset or a transform, or the system running "
+            "out of memory (the OOM killer sends SIGKILL) can cause this"
+        )
+    if method != "fork":
+        return (
+            f"its traceback, if any, is on stderr; with {method!r} a worker that cannot "
+            f"unpickle the dataset exits like this (its class must be importable: define it "
+            f"in a module, not in an interactive __main__), as does sys.exit or os._exit"
+        )
+    return "its traceback, if any, is on stderr; sys.exit or os._exit in the dataset can cause this"
 
 
 class ProcessBackend:
@@ -283,11 +298,10 @@ class ProcessBackend:
                 return out
             proc = self._procs[wid]
             proc.join(1.0)
+            hint = _exit_hint(proc.exitcode, self._context.get_start_method())
             raise WorkerDiedError(
                 f"DataLoader worker {wid} (pid {proc.pid}) {_exit_text(proc.exitcode)} while "
-                f"{doing(wid)}; a segfault in native code in the "
-                f"dataset or a transform, os._exit, or the system running out of memory can "
-                f"cause this"
+                f"{doing(wid)}; {hint}"
             )
         return out
 

@@ -180,7 +180,7 @@ class Writer:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._count = 0
-        self._segments: dict[int, mmap.mmap] = {}
+        self._segments: dict[int, Any] = {}  # mappings that hold no file descriptor
         self._free: set[int] = set()
         self._dropped: list[int] = []
 
@@ -190,7 +190,7 @@ class Writer:
         while len(self._free) > _MAX_FREE:
             sid = min(self._free, key=lambda s: len(self._segments[s]))
             self._free.discard(sid)
-            self._segments.pop(sid).close()
+            del self._segments[sid]  # unmapped when the last view is gone
             self._dropped.append(sid)
 
     def pack(self, batch: Any) -> Packed:
@@ -222,7 +222,7 @@ class Writer:
             for leaf, arr in arrays:
                 if arr.nbytes:
                     _pwrite_all(fd, _memory_order_bytes(arr, leaf), leaf.offset)
-            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+            mm = _map(fd, size)
         except OSError as exc:
             _unlink(path)
             if exc.errno == errno.ENOSPC:
@@ -248,7 +248,7 @@ class Writer:
             return
         if packed.name is not None:
             _unlink(os.path.join(SHM_DIR, packed.name))
-            self._segments.pop(packed.segment).close()
+            del self._segments[packed.segment]
         else:
             self._free.add(packed.segment)
         self._dropped[:0] = packed.dropped
@@ -282,7 +282,7 @@ class Reader:
                 _unlink(path)
         mapping = self._maps[key]
         view = (ctypes.c_char * packed.size).from_buffer(mapping)
-        weakref.finalize(view, self._notes.add, wid, packed.segment)
+        weakref.finalize(view, self._notes.add, wid, packed.segment).atexit = False
         return _rebuild(packed.skeleton, lambda x: _leaf_value(view, x))
 
     def discard(self, wid: int, packed: Packed) -> None:
@@ -359,7 +359,9 @@ def _map(fd: int, size: int) -> Any:
         err = ctypes.get_errno()
         raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed")
     buf = (ctypes.c_char * size).from_address(addr)
-    weakref.finalize(buf, libc.munmap, addr, size)
+    # atexit=False: unmapping at interpreter exit would pull the memory from under arrays that
+    # later exit code (atexit handlers, __del__) may still read; the OS unmaps at exit anyway
+    weakref.finalize(buf, libc.munmap, addr, size).atexit = False
     return buf
 
 

@@ -167,6 +167,8 @@ class CIFAR10(VisionDataset):
     the archive's meta file.
     """
 
+    accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
     base_folder = "cifar-10-batches-py"
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     filename = "cifar-10-python.tar.gz"

@@ -36,6 +36,8 @@ class FakeData(VisionDataset):
         ((8, 8, 3), True)
     """
 
+    accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
     def __init__(
         self,
         size: int = 1000,

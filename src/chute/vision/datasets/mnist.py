@@ -43,6 +43,8 @@ class MNIST(VisionDataset):
         ((28, 28), dtype('uint8'), 'Ankle boot')
     """
 
+    accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
     mirrors: ClassVar[list[str]] = [
         "http://yann.lecun.com/exdb/mnist/",
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
