@@ -133,6 +133,8 @@ def test_image_folder_exact_path_keeps_hwc(tmp_path: Path) -> None:
         # mostly 1/4 and 1/8, small outputs
         ((400, 520), Compose([RandomResizedCrop(40), RandomHorizontalFlip(), ToTensor()])),
         ((400, 520), Resize(64)),
+        # 1/8 (margin 1.5): 800 / 8 = 100 rows >= 1.5 * 64
+        ((800, 1040), Resize(64)),
     ],
 )
 @pytest.mark.parametrize("noise", [12.0, 2.0])
