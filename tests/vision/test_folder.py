@@ -223,6 +223,7 @@ def _fetch(ds: ImageCSVDataset, i: int, seed: int = 5) -> np.ndarray:
         Compose([RandomResizedCrop(48, scale=(0.3, 1.0)), RandomHorizontalFlip(), ToTensor()]),
         Resize(60),
         Compose([Resize((50, 70)), CenterCrop(40)]),
+        RandomResizedCrop(32, backend="torch"),  # the reduced path resamples with Pillow
     ],
 )
 def test_reduced_jpeg_decoding_within_tolerance(tmp_path: Path, transform: object) -> None:
@@ -408,3 +409,32 @@ def test_getitems_with_a_pil_loader(tree: Path) -> None:
     with rng.epoch_scope(0, 0):
         batch = ds.__getitems__([0, 2])
     assert [b[0].shape for b in batch] == [(3, 2, 2), (3, 2, 2)] and [b[1] for b in batch] == [0, 1]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32), epoch=st.integers(0, 3), hwc=st.booleans())
+def test_torch_backend_batch_equals_per_sample_and_read_image(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, epoch: int, hwc: bool
+) -> None:
+    # NOTE [ Resampling backends ] with NOTE [ File datasets fetch a batch in two halves ]
+    tmp_path = tmp_path_factory.mktemp("torch_backend")
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(4)], 4, size=(60, 80))
+    t = Compose([RandomResizedCrop(40, backend="torch"), RandomHorizontalFlip(), ToTensor()])
+    if hwc:
+        (img_dir / "labels.csv").unlink(missing_ok=True)
+        ds: ImageCSVDataset | ImageFolder = ImageFolder(tmp_path, transform=t)
+        plain: ImageCSVDataset | ImageFolder = ImageFolder(
+            tmp_path, transform=t, loader=lambda p: default_loader(p)
+        )
+    else:
+        ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t)
+        plain = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t, reduced_decode=False)
+    order = [3, 0, 2, 1]
+    with rng.epoch_scope(seed, epoch):
+        batch = ds.__getitems__(order)
+    assert isinstance(batch, StackedSamples)
+    for k, i in enumerate(order):
+        single = _fetch_at(ds, i, seed, epoch)
+        assert np.array_equal(batch.data[0][k], single)
+        # no reduced decoding at this size: the dataset's fast path = decode + the transform
+        assert np.array_equal(single, _fetch_at(plain, i, seed, epoch))  # type: ignore[arg-type]

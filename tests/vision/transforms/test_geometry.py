@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from chute import rng
-from chute.errors import ChuteValueError
+from chute.errors import ChuteValueError, MissingDependencyError
 from chute.vision.transforms import (
     CenterCrop,
     ColorJitter,
@@ -149,6 +149,9 @@ def _random_pipelines() -> list[object]:
         Compose(
             [RandomResizedCrop(7), RandomHorizontalFlip(), ToTensor(), Normalize([0.5], [0.5])]
         ),
+        RandomResizedCrop(6, backend="torch"),
+        Resize(5, backend="torch"),
+        Compose([RandomResizedCrop(7, backend="torch"), RandomHorizontalFlip(), ToTensor()]),
     ]
 
 
@@ -200,3 +203,88 @@ def test_outputs_are_writable() -> None:
     for img in (_img(8, 8), _img(8, 8, None)):
         for t in (Resize(4), RandomResizedCrop(4), CenterCrop(4), RandomHorizontalFlip(1.0)):
             assert t(img).flags.writeable
+
+
+def _photo(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth colour image with sensor-like noise (the benchmark's kind of picture)."""
+    gen = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    a, b, c = gen.uniform(0.01, 0.08, 3)
+    img = np.stack(
+        [127 + 100 * np.sin(a * x + b * y), 127 + 100 * np.cos(b * x - c * y), x % 256], axis=-1
+    )
+    img += gen.normal(0, 12, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_torch_backend_within_tolerance_of_pillow() -> None:
+    # NOTE [ Resampling backends ]: mean <= 0.5 and max <= 3 levels of 255 on uint8
+    means, worst = [], 0
+    for seed in range(12):
+        img = _photo(90 + 7 * seed, 120 - 3 * seed, seed) if seed % 3 else _img(80, 100, 3, seed)
+        pillow = RandomResizedCrop(48, scale=(0.05, 1.0))
+        torch_ = RandomResizedCrop(48, scale=(0.05, 1.0), backend="torch")
+        for i in range(6):  # shrinks and enlargements, different aspect ratios
+            with rng.epoch_scope(seed, 0), rng.sample_scope(i):
+                a = pillow(img)
+            with rng.epoch_scope(seed, 0), rng.sample_scope(i):
+                b = torch_(img)
+            diff = np.abs(a.astype(np.int64) - b)
+            means.append(diff.mean())
+            worst = max(worst, int(diff.max()))
+        for size in ((30, 40), (150, 170)):
+            diff = np.abs(Resize(size)(img).astype(np.int64) - Resize(size, backend="torch")(img))
+            means.append(diff.mean())
+            worst = max(worst, int(diff.max()))
+    assert max(means) <= 0.5 and worst <= 3, (max(means), worst)
+    assert 0 < np.mean(means) <= 0.1  # measured 0.02-0.05: rounding differences only
+
+
+def test_torch_backend_kinds_of_input() -> None:
+    x = _photo(20, 30, 1)
+    t = Resize((10, 15), backend="torch")
+    hwc = t(x)
+    assert hwc.shape == (10, 15, 3) and hwc.dtype == np.uint8 and hwc.flags.writeable
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(x).permute(2, 0, 1)[None].contiguous(),
+        size=(10, 15),
+        mode="bilinear",
+        antialias=True,
+    )[0]
+    assert np.array_equal(hwc, ref.permute(1, 2, 0).numpy())
+    chw = np.ascontiguousarray(x.transpose(2, 0, 1))
+    assert np.array_equal(t(chw), ref.numpy())
+    assert np.array_equal(t(x[:, :, 0]), t(x)[:, :, 0])  # grey = one plane
+    pil = t(Image.fromarray(x))
+    assert isinstance(pil, Image.Image) and np.array_equal(np.asarray(pil), hwc)
+    f = chw.astype(np.float32) / 255
+    assert np.abs(t(f) * 255 - ref.numpy()).max() <= 1.0
+    tensor = t(torch.from_numpy(chw))
+    assert isinstance(tensor, torch.Tensor) and torch.equal(tensor, ref)
+    wide = t(x.astype(np.uint16) * 200)
+    assert wide.dtype == np.uint16 and np.abs(wide / 200.0 - hwc).max() <= 1.0
+    assert np.array_equal(t(np.flip(x, 1)), np.flip(t(x), 1))  # negative strides are fine
+
+
+def test_torch_backend_argument_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ChuteValueError, match="backend should be 'pillow' or 'torch', got 'cv2'"):
+        Resize(4, backend="cv2")
+    with pytest.raises(ChuteValueError, match="interpolation=bilinear only, got bicubic"):
+        RandomResizedCrop(4, interpolation=InterpolationMode.BICUBIC, backend="torch")
+    with pytest.raises(ChuteValueError, match="mode L, LA, RGB or RGBA, got mode 'P'"):
+        Resize(4, backend="torch")(Image.new("P", (8, 8)))
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # torch not importable
+    with pytest.raises(MissingDependencyError, match=r"chute\[torch\]"):
+        Resize(4, backend="torch")
+    assert Resize(4)(_img(8, 8)).shape == (4, 4, 3)  # the default never needs torch
+
+
+def test_torch_backend_reprs() -> None:
+    assert repr(Resize(256, backend="torch")) == (
+        "Resize(size=256, interpolation=bilinear, max_size=None, antialias=True, backend='torch')"
+    )
+    assert repr(RandomResizedCrop(224, backend="torch")) == (
+        "RandomResizedCrop(size=(224, 224), scale=(0.08, 1.0), ratio=(0.75, 1.3333), "
+        "interpolation=bilinear, antialias=True, backend='torch')"
+    )
+    assert "backend" not in repr(Resize(256, backend="pillow"))

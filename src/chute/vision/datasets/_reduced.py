@@ -55,6 +55,7 @@ from ..._lazy import require
 from ...errors import ImageDecodeError
 from .. import io as _io
 from ..transforms import Compose, RandomResizedCrop, Resize
+from ..transforms import _image as im
 from ..transforms.geometry import _PIL_FILTER
 
 __all__ = ["Plan", "plan", "run", "denominator"]
@@ -245,6 +246,20 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
         out = _resize_box(small_chw, (out_h, out_w), box, resample)
         if hwc:
             out = np.ascontiguousarray(out.transpose(1, 2, 0))
+    elif first.backend == "torch":
+        # NOTE [ Resampling backends ]: the crop (a view) goes to torch's interpolate without
+        # a copy, which returns C x H x W
+        if sj is not None:
+            full = _sj_decode(raw, name, sj[2], None)
+        else:
+            full = _io._decode_raw(raw, name, mode, False).transpose(1, 2, 0)
+        crop = full[top : top + h, left : left + w]
+        if (h, w) == (out_h, out_w):  # as the transform: no resample at the same size
+            out = np.array(crop if hwc else crop.transpose(2, 0, 1), order="C")
+        elif hwc:
+            out = im.resize_torch(crop, (-3, -2), (out_h, out_w))
+        else:
+            out = im.resize_torch(crop.transpose(2, 0, 1), (-2, -1), (out_h, out_w))
     elif sj is not None:
         # crop by slicing: Pillow then copies only the crop, in 3-band RGB (RGBX would
         # make the resample filter a 4th band)

@@ -23,6 +23,7 @@ on the original device, so every transform has one NumPy implementation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "crop",
     "pad",
     "resize",
+    "resize_torch",
 ]
 
 
@@ -200,5 +202,48 @@ def resize(
     lead = moved.shape[:-2]
     planes = moved.reshape(-1, *moved.shape[-2:])
     out = np.stack([_resize_plane(np.ascontiguousarray(p), size_hw, resample) for p in planes])
+    out = out.reshape(*lead, *size_hw)
+    return np.ascontiguousarray(np.moveaxis(out, (-2, -1), (axes[0], axes[1])))
+
+
+def resize_torch(arr: np.ndarray, axes: tuple[int, int], size_hw: tuple[int, int]) -> np.ndarray:
+    """Resize the spatial axes with torch's antialiased bilinear ``interpolate``.
+
+    The ``backend="torch"`` resampler of ``Resize`` and ``RandomResizedCrop`` (NOTE
+    [ Resampling backends ] in ``geometry.py``). uint8 and float arrays are resampled in their
+    own dtype (uint8 takes torch's SIMD kernel); other dtypes go through float32 and are
+    rounded and clipped back. The input is handed to torch without a copy when it can be
+    (an H x W x C image is a channels-last view), and the result is a new C-contiguous array.
+    """
+    torch = require("torch", "resizing with backend='torch'")
+    moved = np.moveaxis(arr, (axes[0], axes[1]), (-2, -1))  # ... x H x W, a view
+    lead = moved.shape[:-2]
+    if moved.ndim == 2:
+        x4 = moved[None, None]
+    elif moved.ndim == 3:
+        x4 = moved[None]
+    elif moved.ndim == 4:
+        x4 = moved
+    else:
+        x4 = moved.reshape(-1, 1, *moved.shape[-2:])
+    if any(s < 0 for s in x4.strides):  # torch takes no negative strides (flipped views)
+        x4 = np.ascontiguousarray(x4)
+    cast = x4.dtype not in (np.uint8, np.float32, np.float64)
+    x4 = x4.astype(np.float32) if cast else x4
+    if x4.flags.writeable:
+        t = torch.from_numpy(x4)
+    else:  # e.g. np.asarray of a PIL image; interpolate only reads it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(x4)
+    out = torch.nn.functional.interpolate(
+        t, size=size_hw, mode="bilinear", antialias=True, align_corners=False
+    ).numpy()
+    if cast:
+        info = np.iinfo(arr.dtype) if np.issubdtype(arr.dtype, np.integer) else None
+        res = np.rint(out) if info is not None else out
+        if info is not None:
+            res = np.clip(res, info.min, info.max)
+        out = res.astype(arr.dtype)
     out = out.reshape(*lead, *size_hw)
     return np.ascontiguousarray(np.moveaxis(out, (-2, -1), (axes[0], axes[1])))
