@@ -7,6 +7,11 @@ because torchvision is not installed, and ``torch.utils.data.DataLoader``; and t
 dataset with the transforms written as torch tensor ops (uint8 ``interpolate`` with
 antialias, which is faster than Pillow's resize).
 
+chute runs in two configurations: the default (Pillow's resampler, the pixels torchvision
+gives for PIL images) and ``backend="torch"`` on RandomResizedCrop (torch's antialiased
+bilinear ``interpolate`` on uint8, opt-in; within 0.5 levels mean / 3 max of Pillow, NOTE
+[ Resampling backends ]). The torch baselines are the same for both.
+
 Batch 64, shuffled, one epoch, ``--workers`` workers on both sides (chute tries thread and
 process workers), same files, same run. Prints samples/s and the ratios.
 """
@@ -124,6 +129,10 @@ def tensor_ops_transform(img: Image.Image) -> torch.Tensor:
     return t.float().div(255)
 
 
+# the label of chute's configurations with RandomResizedCrop(224, backend="torch")
+TR = "chute backend=torch"
+
+
 def _worker_seed(worker_id: int) -> None:
     random.seed(worker_id)
 
@@ -163,6 +172,10 @@ def main() -> None:
         tds_ops = TutorialImageDataset(csv_path, root, tensor_ops_transform)
         transform = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
         cds = ImageCSVDataset(csv_path, root, transform=transform)
+        fast = T.Compose(
+            [T.RandomResizedCrop(224, backend="torch"), T.RandomHorizontalFlip(), T.ToTensor()]
+        )
+        cds_fast = ImageCSVDataset(csv_path, root, transform=fast)
 
         def torch_loader(workers: int, ops: bool = False) -> Iterable[Any]:
             init = _worker_seed if workers else None
@@ -174,9 +187,11 @@ def main() -> None:
                 worker_init_fn=init,
             )
 
-        def chute_loader(workers: int, worker_type: str = "thread") -> Iterable[Any]:
+        def chute_loader(
+            workers: int, worker_type: str = "thread", torch_resize: bool = False
+        ) -> Iterable[Any]:
             return chute.DataLoader(
-                cds,
+                cds_fast if torch_resize else cds,
                 batch_size=64,
                 shuffle=True,
                 num_workers=workers,
@@ -189,9 +204,12 @@ def main() -> None:
             f"torch.utils.data + tensor ops, {w} workers": lambda: torch_loader(w, ops=True),
             f"chute, {w} thread workers": lambda: chute_loader(w, "thread"),
             f"chute, {w} process workers": lambda: chute_loader(w, "process"),
+            f"{TR}, {w} thread workers": lambda: chute_loader(w, "thread", True),
+            f"{TR}, {w} process workers": lambda: chute_loader(w, "process", True),
             "torch.utils.data, num_workers=0": lambda: torch_loader(0),
             "torch.utils.data + tensor ops, num_workers=0": lambda: torch_loader(0, ops=True),
             "chute, num_workers=0": lambda: chute_loader(0),
+            f"{TR}, num_workers=0": lambda: chute_loader(0, torch_resize=True),
         }
         # Interleave the configurations so that a change in machine load hits all of them.
         best: dict[str, tuple[float, int]] = {}
@@ -217,15 +235,19 @@ def main() -> None:
         for name, value in rate.items()
         if name.startswith("chute") and "workers=0" not in name
     }
-    ratios[f"chute, {w} thread workers / torch + tensor ops, {w} workers"] = (
-        rate[f"chute, {w} thread workers"] / rate[f"torch.utils.data + tensor ops, {w} workers"]
-    )
-    ratios["chute / torch, num_workers=0"] = (
-        rate["chute, num_workers=0"] / rate["torch.utils.data, num_workers=0"]
-    )
+    ops = rate[f"torch.utils.data + tensor ops, {w} workers"]
+    for chute_name in ("chute", TR):
+        ratios[f"{chute_name}, {w} thread workers / torch + tensor ops, {w} workers"] = (
+            rate[f"{chute_name}, {w} thread workers"] / ops
+        )
+        ratios[f"{chute_name} / torch, num_workers=0"] = (
+            rate[f"{chute_name}, num_workers=0"] / rate["torch.utils.data, num_workers=0"]
+        )
     torch_best = max(v for k, v in rate.items() if k.startswith("torch"))
-    chute_best = max(v for k, v in rate.items() if k.startswith("chute"))
-    ratios["best chute / best torch"] = chute_best / torch_best
+    default_best = max(v for k, v in rate.items() if k.startswith("chute,"))
+    ratios["best chute (Pillow resampler) / best torch"] = default_best / torch_best
+    torch_resize_best = max(v for k, v in rate.items() if k.startswith(TR))
+    ratios["best chute backend=torch / best torch"] = torch_resize_best / torch_best
     for note in notes:
         print(f"  note: {note}")
     # CPU per sample is what a busy machine distorts least: wall-clock ratios with workers
@@ -234,9 +256,10 @@ def main() -> None:
     for name, value in cpu.items():
         print(f"    {name:<48} {value * 1e3:6.3f} ms")
     base_cpu = cpu[f"torch.utils.data, {w} workers"]
-    ratios[f"CPU per sample: torch {w} workers / chute {w} thread workers"] = (
-        base_cpu / cpu[f"chute, {w} thread workers"]
-    )
+    for chute_name in ("chute", TR):
+        ratios[f"CPU per sample: torch {w} workers / {chute_name} {w} thread workers"] = (
+            base_cpu / cpu[f"{chute_name}, {w} thread workers"]
+        )
     report(
         f"{args.n} JPEGs 375x500 q90, RandomResizedCrop(224)+HFlip+ToTensor, batch 64, shuffle",
         results,
