@@ -438,3 +438,21 @@ def test_torch_backend_batch_equals_per_sample_and_read_image(
         assert np.array_equal(batch.data[0][k], single)
         # no reduced decoding at this size: the dataset's fast path = decode + the transform
         assert np.array_equal(single, _fetch_at(plain, i, seed, epoch))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "GRAY"])
+def test_torch_backend_without_simplejpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    from chute.vision import io as vio
+
+    img_dir = _csv_folder(tmp_path, [f"img{k}.jpg,{k}" for k in range(2)], 2, size=(60, 80))
+    read_mode = getattr(vio.ImageReadMode, mode)
+    t = RandomResizedCrop(40, backend="torch")
+    ds = ImageCSVDataset(tmp_path / "labels.csv", img_dir, transform=t, read_mode=read_mode)
+    with_sj = [_fetch_at(ds, i, 5, 0) for i in range(2)]
+    monkeypatch.setattr(vio, "_has_simplejpeg", lambda: False)  # Pillow decodes instead
+    for i in range(2):
+        got = _fetch_at(ds, i, 5, 0)
+        assert got.shape == (3 if mode == "RGB" else 1, 40, 40) and got.flags.writeable
+        assert np.array_equal(got, with_sj[i])
