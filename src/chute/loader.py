@@ -296,6 +296,7 @@ class DataLoader(Generic[T]):
             prefetch_factor=self.prefetch_factor or 2,
             timeout=float(self.timeout),
             persistent=self.persistent_workers,
+            main_first=True,
         )
         if self.persistent_workers:
             self._pool = pool

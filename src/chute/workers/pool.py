@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
 from .info import WorkerInfo, worker_seed
 from .process import ProcessBackend, resolve_context
-from .remote import describe_indices
+from .remote import describe_indices, rebuild
 from .thread import ThreadBackend
 
 __all__ = ["WorkerPool"]
@@ -75,6 +75,9 @@ class WorkerPool:
         prefetch_factor: batches in flight per worker.
         timeout: seconds to wait for a batch before raising ChuteTimeoutError; 0 waits forever.
         persistent: keep the workers between epochs (else they stop when an epoch ends).
+        main_first: fetch the first batch of a map-style epoch that starts the workers in
+            this process when there is no ``worker_init_fn`` (the loader turns it on), see
+            NOTE [ First batch in the main process ].
 
     Example:
         >>> from chute.fetch import MapFetcher
@@ -96,6 +99,7 @@ class WorkerPool:
         prefetch_factor: int = 2,
         timeout: float = 0.0,
         persistent: bool = False,
+        main_first: bool = False,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ChuteValueError(
@@ -129,6 +133,7 @@ class WorkerPool:
         self.prefetch_factor = prefetch_factor
         self.timeout = float(timeout)
         self.persistent = bool(persistent)
+        self.main_first = bool(main_first)
         self._backend: ProcessBackend | ThreadBackend | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._tokens = itertools.count()
@@ -249,25 +254,35 @@ class WorkerPool:
     def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
+        here: Any = _END  # NOTE [ First batch in the main process ]
         if tasks is not None:  # an empty epoch starts no worker
             head = next(tasks, _END)
             if head is _END:
                 if not self.persistent:
                     self._stop(failed=False)
                 return
-            tasks = itertools.chain([head], tasks)
+            if self._fetch_first_here():
+                here = head
+            else:
+                tasks = itertools.chain([head], tasks)
         ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
         ep.cycle = itertools.cycle(range(self.num_workers))
+        ep.next_task = 0 if here is _END else 1
         self._live = ep
         first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
-        began = time.monotonic()
-        self._start(epoch, ep, first)
-        # the others start after the first batch is out, or once waiting for it has taken a
-        # few times what starting a worker took (a slow first batch hides their start-up)
-        ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
         broken = True
         next_out = 0
         try:
+            began = time.monotonic()
+            self._start(epoch, ep, first)
+            # the others start after the first batch is out, or once waiting for it has taken
+            # a few times what starting a worker took (a slow first batch hides their start-up)
+            ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
+            if here is not _END:
+                broken = False  # an error in this fetch leaves the workers usable
+                ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
+                ep.pending[0] = (0, here)  # handed out by the loop below, like a worker's
+                broken = True
             while True:
                 self._fill(ep)
                 if next_out == ep.next_task:
@@ -301,6 +316,15 @@ class WorkerPool:
             raise
         finally:
             self._end(ep, broken)
+
+    def _fetch_first_here(self) -> bool:
+        """Whether this map-style epoch's first batch is fetched in this process."""
+        return (
+            self.main_first
+            and self.worker_type == "process"
+            and self.worker_init_fn is None
+            and self._backend is None
+        )
 
     def _fill(self, ep: _Epoch) -> None:
         """Send tasks until ``prefetch_factor`` per running worker are in flight (or none
@@ -410,6 +434,28 @@ class WorkerPool:
 
 
 _END = object()
+
+
+def _fetch_here(fetcher: Any, index: Any, epoch: int) -> Any:
+    """Fetch one batch in this process; an exception is raised again as the same type where
+    possible, its message naming the indices (the original is its ``__cause__``)."""
+    try:
+        return fetcher(index, epoch)
+    except Exception as exc:
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if type(exc).__module__ == "builtins":
+            name = type(exc).__qualname__
+        msg = (
+            f"{name} in the main process (pid {os.getpid()}) while fetching "
+            f"{describe_indices(index)} of epoch {epoch} (the first batch of an epoch that "
+            f"starts the workers is fetched in the main process): {exc}"
+        )
+        new = rebuild(type(exc), msg)
+        if new is None:
+            exc.add_note(msg)
+            raise
+        new.worker_exception = exc  # type: ignore[attr-defined]
+        raise new from exc
 
 
 def _describe(ep: _Epoch, task: int) -> str:
