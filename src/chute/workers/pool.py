@@ -15,6 +15,35 @@ persistent pool ready for the next epoch: the batches still in flight are receiv
 thrown away (their shared memory freed for reuse). A pool that is not persistent, or that
 is broken (a worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down,
 see NOTE [ Worker shutdown ] in ``process.py``.
+
+NOTE [ First batch in the main process ]
+A map-style batch is the same wherever it is fetched (its samples' random streams are keyed
+by (seed, epoch, index), its indices come from the sampler), so when an epoch has to start
+its process workers the main process fetches the epoch's first task itself: it forks worker
+0 (which gets tasks 1, 2, ... at once), fetches task 0 (warm: no copy-on-write or first-touch
+page faults, unlike a just-forked child), hands it out first, and starts the other workers
+after it is out, as usual. The first batch then costs one fork plus a warm fetch instead of a
+fork plus a cold fetch in a fresh child. Rules:
+
+- Only with ``main_first`` (the loader sets it), process workers, no ``worker_init_fn`` (it
+  may set up per-worker state the dataset needs) and a pool that is not running yet: warm
+  persistent workers, and thread workers (which fight the main process for the GIL), were
+  faster without it (bench/bench_workers.py, measured when this was added).
+- During that fetch ``get_worker_info()`` is None and the global random generators are the
+  main process's, as with ``num_workers=0``. Because this fetch runs before the other workers
+  fork (and before every fork of a later epoch of a pool that is not persistent), whatever
+  ``__getitem__`` opens lazily in the main process (a file, a database connection) is
+  inherited by those workers; a dataset that must not share such a handle opens it in a
+  ``worker_init_fn`` (or checks ``os.getpid()``), which also turns this off.
+- Forking first and fetching after measured the same time to the first batch as fetching
+  first, and the second batch came sooner (worker 0 starts while this process fetches).
+  Fetching first and forking only when the second batch is asked for halves the time to the
+  first batch but delays the second one by a fork and a cold fetch, which a training step
+  between the two would not hide: rejected.
+- An exception in this fetch is raised as the same type with a message that names this
+  process and the indices (the original is its ``__cause__`` and ``worker_exception``; one
+  that cannot be rebuilt is raised as it is, with that message as a note); the workers stay
+  usable. ``timeout`` does not apply to it.
 """
 
 from __future__ import annotations
