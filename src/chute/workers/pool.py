@@ -19,10 +19,10 @@ see NOTE [ Worker shutdown ] in ``process.py``.
 NOTE [ First batch in the main process ]
 A map-style batch is the same wherever it is fetched (its samples' random streams are keyed
 by (seed, epoch, index), its indices come from the sampler), so when an epoch has to start
-its process workers the main process fetches the epoch's first task itself: it forks worker
-0 (which gets tasks 1, 2, ... at once), fetches task 0 (warm: no copy-on-write or first-touch
-page faults, unlike a just-forked child), hands it out first, and starts the other workers
-after it is out, as usual. The first batch then costs one fork plus a warm fetch instead of a
+its process workers the main process fetches the epoch's first task itself, warm (no
+copy-on-write or first-touch page faults, unlike a just-forked child), then forks worker 0
+(which gets tasks 1, 2, ... at once), hands task 0 out first, and starts the other workers
+after it is out, as usual. The first batch then costs a warm fetch plus one fork instead of a
 fork plus a cold fetch in a fresh child. Rules:
 
 - Only with ``main_first`` (the loader sets it), process workers, no ``worker_init_fn`` (it
@@ -30,16 +30,17 @@ fork plus a cold fetch in a fresh child. Rules:
   persistent workers, and thread workers (which fight the main process for the GIL), were
   faster without it (bench/bench_workers.py, measured when this was added).
 - During that fetch ``get_worker_info()`` is None and the global random generators are the
-  main process's, as with ``num_workers=0``. Because this fetch runs before the other workers
-  fork (and before every fork of a later epoch of a pool that is not persistent), whatever
+  main process's, as with ``num_workers=0``. Because this fetch runs before the workers fork
+  (and before every fork of a later epoch of a pool that is not persistent), whatever
   ``__getitem__`` opens lazily in the main process (a file, a database connection) is
-  inherited by those workers; a dataset that must not share such a handle opens it in a
+  inherited by the workers; a dataset that must not share such a handle opens it in a
   ``worker_init_fn`` (or checks ``os.getpid()``), which also turns this off.
-- Forking first and fetching after measured the same time to the first batch as fetching
-  first, and the second batch came sooner (worker 0 starts while this process fetches).
-  Fetching first and forking only when the second batch is asked for halves the time to the
-  first batch but delays the second one by a fork and a cold fetch, which a training step
-  between the two would not hide: rejected.
+- Order, measured in a process with torch loaded on a busy 2-core machine: fetch then fork
+  ~10 ms to the first batch; fork then fetch ~16-20 ms, no better than letting worker 0 fetch
+  it (after a fork the parent's own writes fault on copy-on-write pages, and it competes with
+  worker 0's cold start); fetch, hand out, and fork only when the second batch is asked for
+  ~5 ms, but the second batch then waits for a fork and a cold fetch that a training step
+  between the two cannot hide: rejected.
 - An exception in this fetch is raised as the same type with a message that names this
   process and the indices (the original is its ``__cause__`` and ``worker_exception``; one
   that cannot be rebuilt is raised as it is, with that message as a note); the workers stay
@@ -302,16 +303,16 @@ class WorkerPool:
         broken = True
         next_out = 0
         try:
+            if here is not _END:
+                broken = False  # an error in this fetch leaves the pool usable
+                ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
+                ep.pending[0] = (0, here)  # handed out by the loop below, like a worker's
+                broken = True
             began = time.monotonic()
             self._start(epoch, ep, first)
             # the others start after the first batch is out, or once waiting for it has taken
             # a few times what starting a worker took (a slow first batch hides their start-up)
             ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
-            if here is not _END:
-                broken = False  # an error in this fetch leaves the workers usable
-                ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
-                ep.pending[0] = (0, here)  # handed out by the loop below, like a worker's
-                broken = True
             while True:
                 self._fill(ep)
                 if next_out == ep.next_task:
