@@ -64,6 +64,13 @@ def test_warm_persistent_workers_and_threads_fetch_every_batch(leaks):
     assert all(t != threading.get_ident() for b in threads for t in b["thread"].tolist())
 
 
+def test_spawned_workers_fetch_every_batch(leaks):
+    me = os.getpid()
+    batches = list(loader(1, multiprocessing_context="spawn"))
+    assert [b["x"].tobytes() for b in batches] == xs(loader(0))
+    assert all(pid != me for b in batches for pid, _ in fetched_where(b))
+
+
 def test_resume_and_early_break(leaks):
     me = os.getpid()
     dl = loader(2)

@@ -25,10 +25,12 @@ copy-on-write or first-touch page faults, unlike a just-forked child), then fork
 after it is out, as usual. The first batch then costs a warm fetch plus one fork instead of a
 fork plus a cold fetch in a fresh child. Rules:
 
-- Only with ``main_first`` (the loader sets it), process workers, no ``worker_init_fn`` (it
-  may set up per-worker state the dataset needs) and a pool that is not running yet: warm
-  persistent workers, and thread workers (which fight the main process for the GIL), were
-  faster without it (bench/bench_workers.py, measured when this was added).
+- Only with ``main_first`` (the loader sets it), process workers started with fork, no
+  ``worker_init_fn`` (it may set up per-worker state the dataset needs) and a pool that is
+  not running yet: warm persistent workers, and thread workers (which fight the main process
+  for the GIL), were faster without it (bench/bench_workers.py, measured when this was
+  added). Under spawn and forkserver the dataset is pickled for the workers after this
+  fetch, and a handle ``__getitem__`` opened lazily would make it unpicklable.
 - During that fetch ``get_worker_info()`` is None and the global random generators are the
   main process's, as with ``num_workers=0``. Because this fetch runs before the workers fork
   (and before every fork of a later epoch of a pool that is not persistent), whatever
@@ -352,6 +354,8 @@ class WorkerPool:
         return (
             self.main_first
             and self.worker_type == "process"
+            and self.context is not None
+            and self.context.get_start_method() == "fork"
             and self.worker_init_fn is None
             and self._backend is None
         )
