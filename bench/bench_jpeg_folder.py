@@ -13,9 +13,11 @@ process workers), same files, same run. Prints samples/s and the ratios.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import random
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -129,11 +131,23 @@ def _worker_seed(worker_id: int) -> None:
 # -- timing ----------------------------------------------------------------------------------
 
 
-def one_epoch(make: Callable[[], Iterable[Any]]) -> tuple[float, int]:
-    """Wall time of one epoch (loader creation and worker start-up included), and samples."""
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its reaped worker processes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def one_epoch(make: Callable[[], Iterable[Any]]) -> tuple[float, int, float]:
+    """Wall time of one epoch (loader creation and worker start-up included), samples, and
+    the CPU seconds it used in all processes (workers are joined at the end of the epoch)."""
+    gc.collect()
+    c0 = _cpu_seconds()
     t0 = time.perf_counter()
     n = sum(batch_len(b) for b in make())
-    return time.perf_counter() - t0, n
+    wall = time.perf_counter() - t0
+    gc.collect()  # let the finished loader shut its workers down before reading their CPU time
+    return wall, n, _cpu_seconds() - c0
 
 
 def main() -> None:
@@ -181,17 +195,19 @@ def main() -> None:
         }
         # Interleave the configurations so that a change in machine load hits all of them.
         best: dict[str, tuple[float, int]] = {}
+        cpu: dict[str, float] = {}
         notes: list[str] = []
         for _ in range(args.repeat):
             for name, make in list(configs.items()):
                 try:
-                    seconds, samples = one_epoch(make)
+                    seconds, samples, cpu_s = one_epoch(make)
                 except (ImportError, NotImplementedError) as exc:
                     notes.append(f"{name}: not available ({type(exc).__name__}: {exc})")
                     del configs[name]
                     continue
                 if name not in best or seconds < best[name][0]:
                     best[name] = (seconds, samples)
+                cpu[name] = min(cpu.get(name, math.inf), cpu_s / samples)
 
     results = [Result(name, s, t) for name, (t, s) in best.items()]
     rate = {r.name: r.rate for r in results}
@@ -212,6 +228,15 @@ def main() -> None:
     ratios["best chute / best torch"] = chute_best / torch_best
     for note in notes:
         print(f"  note: {note}")
+    # CPU per sample is what a busy machine distorts least: wall-clock ratios with workers
+    # need two idle cores, CPU ratios only need the same work to be done.
+    print("  CPU time per sample (all processes, best epoch):")
+    for name, value in cpu.items():
+        print(f"    {name:<48} {value * 1e3:6.3f} ms")
+    base_cpu = cpu[f"torch.utils.data, {w} workers"]
+    ratios[f"CPU per sample: torch {w} workers / chute {w} thread workers"] = (
+        base_cpu / cpu[f"chute, {w} thread workers"]
+    )
     report(
         f"{args.n} JPEGs 375x500 q90, RandomResizedCrop(224)+HFlip+ToTensor, batch 64, shuffle",
         results,

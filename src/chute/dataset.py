@@ -100,6 +100,14 @@ def _gather(x: Any, idx: np.ndarray) -> Any:
     if _is_tensor(x):
         torch = loaded("torch")
         assert torch is not None
+        if x.device.type == "cpu" and not x.requires_grad:
+            # NumPy's single-threaded gather on the tensor's own memory: torch's indexing
+            # kernel uses its OpenMP pool and slows down 20-60x when the cores are busy
+            # (e.g. alongside worker processes); the result has the same values and dtype
+            try:
+                return torch.from_numpy(x.numpy()[idx])
+            except (RuntimeError, TypeError):  # no NumPy view (bfloat16, conj, sparse...)
+                pass
         return x[torch.from_numpy(idx)]
     return x[idx]
 

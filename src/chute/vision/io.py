@@ -191,6 +191,22 @@ def _exif_orientation(img: Any) -> int:
         return 1
 
 
+def _sj_colorspace(colorspace: str, mode: ImageReadMode) -> str | None:
+    """simplejpeg's output colorspace for a JPEG of ``colorspace`` read in ``mode``, or None.
+
+    None when simplejpeg cannot give what Pillow would (CMYK/YCCK files, alpha modes).
+    """
+    if colorspace in ("CMYK", "YCCK"):
+        return None
+    if mode is ImageReadMode.UNCHANGED:
+        return "GRAY" if colorspace == "Gray" else "RGB"
+    if mode is ImageReadMode.GRAY:
+        return "GRAY"
+    if mode is ImageReadMode.RGB:
+        return "RGB"
+    return None
+
+
 def _decode_simplejpeg(
     data: bytes, mode: ImageReadMode, min_size: tuple[int, int] | None, name: str
 ) -> np.ndarray | None:
@@ -200,15 +216,8 @@ def _decode_simplejpeg(
         _, _, colorspace, _ = sj.decode_jpeg_header(data)
     except Exception:
         return None  # let Pillow produce the error message (or decode what it can)
-    if colorspace in ("CMYK", "YCCK"):
-        return None
-    if mode is ImageReadMode.UNCHANGED:
-        space = "GRAY" if colorspace == "Gray" else "RGB"
-    elif mode is ImageReadMode.GRAY:
-        space = "GRAY"
-    elif mode is ImageReadMode.RGB:
-        space = "RGB"
-    else:
+    space = _sj_colorspace(colorspace, mode)
+    if space is None:
         return None
     min_h, min_w = min_size if min_size is not None else (0, 0)
     try:
