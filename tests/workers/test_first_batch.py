@@ -21,7 +21,12 @@ def fetched_where(batch) -> set[tuple[int, int]]:
 
 def loader(num_workers: int, **kw) -> DataLoader:
     return DataLoader(
-        WhereFetched(24), batch_size=4, shuffle=True, seed=7, num_workers=num_workers, **kw
+        WhereFetched(24),
+        batch_size=4,
+        shuffle=True,
+        seed=7,
+        num_workers=num_workers,
+        **({"main_first_batch": True} if num_workers else {}) | kw,
     )
 
 
@@ -101,7 +106,7 @@ def test_an_error_in_the_first_batch_has_the_type_and_names_the_indices(leaks, e
         list(DataLoader(Failing(12, 2, exc), batch_size=4))
     assert type(plain.value) is type(exc)  # num_workers=0: the exception itself
     with pytest.raises(kind) as caught:
-        list(DataLoader(Failing(12, 2, exc), batch_size=4, num_workers=2))
+        list(DataLoader(Failing(12, 2, exc), batch_size=4, num_workers=2, main_first_batch=True))
     assert isinstance(caught.value, type(exc)) and not isinstance(caught.value, WorkerError)
     message = str(caught.value)
     assert f"in the main process (pid {os.getpid()}) while fetching indices [0, 1, 2, 3]" in message
@@ -113,7 +118,12 @@ def test_an_error_in_the_first_batch_has_the_type_and_names_the_indices(leaks, e
 def test_an_error_that_cannot_be_rebuilt_is_raised_as_it_is_with_a_note(leaks):
     with pytest.raises(NeedsTwoArgs, match="code 7: no such row") as caught:
         list(
-            DataLoader(Failing(12, 1, NeedsTwoArgs(7, "no such row")), batch_size=4, num_workers=2)
+            DataLoader(
+                Failing(12, 1, NeedsTwoArgs(7, "no such row")),
+                batch_size=4,
+                num_workers=2,
+                main_first_batch=True,
+            )
         )
     assert "while fetching indices [0, 1, 2, 3] of epoch 0" in caught.value.__notes__[-1]
 
@@ -123,9 +133,13 @@ def test_errors_in_later_batches_still_come_from_the_workers(leaks):
     with pytest.raises(
         ValueError, match=r"DataLoader worker 0 \(pid \d+\) while fetching indices \[4"
     ):
-        list(DataLoader(bad, batch_size=4, num_workers=2))
+        list(DataLoader(bad, batch_size=4, num_workers=2, main_first_batch=True))
     dl = DataLoader(
-        Failing(12, 0, ValueError("once")), batch_size=4, num_workers=2, persistent_workers=True
+        Failing(12, 0, ValueError("once")),
+        batch_size=4,
+        num_workers=2,
+        main_first_batch=True,
+        persistent_workers=True,
     )
     with pytest.raises(ValueError, match=r"in the main process .* indices \[0, 1, 2, 3\] .*: once"):
         list(dl)
@@ -136,6 +150,26 @@ def test_errors_in_later_batches_still_come_from_the_workers(leaks):
 
 
 def test_the_timeout_does_not_apply_to_the_batch_fetched_here(leaks):
-    dl = DataLoader(Sleeping(8, 0, 0.5), batch_size=2, num_workers=2, timeout=0.25)
+    dl = DataLoader(
+        Sleeping(8, 0, 0.5), batch_size=2, num_workers=2, main_first_batch=True, timeout=0.25
+    )
     got = [b.tolist() for b in dl]
     assert got == [[[i] * 4 for i in range(k, k + 2)] for k in range(0, 8, 2)]
+
+
+def test_by_default_only_datasets_that_say_so_are_fetched_here(leaks):
+    """A dataset may open a handle lazily in __getitem__: by default (None) its batches are
+    all fetched in workers, as in PyTorch; chute's own datasets declare themselves safe."""
+    import numpy as np
+
+    import chute
+
+    me = os.getpid()
+    dl = DataLoader(WhereFetched(24), batch_size=4, num_workers=2)
+    assert all(pid != me for b in dl for pid, _ in fetched_where(b))
+    tensors = chute.TensorDataset(np.arange(24))
+    assert DataLoader(tensors, num_workers=2)._main_first()
+    assert DataLoader(chute.Subset(tensors, [1, 2]), num_workers=2)._main_first()
+    assert not DataLoader(chute.Subset(WhereFetched(4), [1]), num_workers=2)._main_first()
+    assert not DataLoader(tensors, num_workers=2, main_first_batch=False)._main_first()
+    assert DataLoader(WhereFetched(4), num_workers=2, main_first_batch=True)._main_first()

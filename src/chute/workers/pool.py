@@ -25,7 +25,8 @@ copy-on-write or first-touch page faults, unlike a just-forked child), then fork
 after it is out, as usual. The first batch then costs a warm fetch plus one fork instead of a
 fork plus a cold fetch in a fresh child. Rules:
 
-- Only with ``main_first`` (the loader sets it), process workers started with fork, no
+- Only with ``main_first`` (the loader sets it from ``main_first_batch``: by default only
+  for datasets that declare ``safe_to_fetch_before_fork``), process workers started with fork, no
   ``worker_init_fn`` (it may set up per-worker state the dataset needs) and a pool that is
   not running yet: warm persistent workers, and thread workers (which fight the main process
   for the GIL), were faster without it (bench/bench_workers.py, measured when this was
