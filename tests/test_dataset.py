@@ -417,3 +417,14 @@ def test_loader_over_random_split_is_reproducible() -> None:
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "complex64", "bool"])
+def test_tensor_dataset_gather_keeps_values_and_dtype_of_torch_tensors(dtype: str) -> None:
+    x = torch.arange(24).reshape(6, 4).to(getattr(torch, dtype))
+    if dtype == "complex64":
+        x = x.conj()  # a conj view has no NumPy equivalent: the torch path is used
+    batch = chute.TensorDataset(x).__getitems__([4, 0, 4])
+    (got,) = batch.data
+    assert isinstance(got, torch.Tensor) and got.dtype == x.dtype
+    assert torch.equal(got.resolve_conj(), x[[4, 0, 4]].resolve_conj())

@@ -42,6 +42,9 @@ class Dataset(Generic[T_co]):
     ``__getitems__(indices)`` receives a list of ints, as in PyTorch. A dataset whose
     ``__getitems__`` also takes an int64 NumPy array sets ``accepts_index_arrays = True``;
     the loader then hands it slices of the epoch's index array without building lists.
+    A dataset whose fetch leaves nothing behind that forked workers must not share (no
+    handle opened lazily) sets ``safe_to_fetch_before_fork = True``; the loader then fetches
+    the first batch of a worker epoch itself (``DataLoader(main_first_batch=...)``).
 
     Example:
         >>> class Squares(Dataset):
@@ -100,6 +103,14 @@ def _gather(x: Any, idx: np.ndarray) -> Any:
     if _is_tensor(x):
         torch = loaded("torch")
         assert torch is not None
+        if x.device.type == "cpu" and not x.requires_grad:
+            # NumPy's single-threaded gather on the tensor's own memory: torch's indexing
+            # kernel uses its OpenMP pool and slows down 20-60x when the cores are busy
+            # (e.g. alongside worker processes); the result has the same values and dtype
+            try:
+                return torch.from_numpy(x.numpy()[idx])
+            except (RuntimeError, TypeError):  # no NumPy view (bfloat16, conj, sparse...)
+                pass
         return x[torch.from_numpy(idx)]
     return x[idx]
 
@@ -127,6 +138,7 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+    safe_to_fetch_before_fork = True  # holds arrays only (see chute.Dataset)
 
     def __init__(self, *tensors: Any) -> None:
         if not tensors:
@@ -174,6 +186,12 @@ class StackDataset(Dataset[Any]):
         if any(n != lengths[0] for n in lengths):
             raise ChuteValueError(f"StackDataset needs datasets of equal length, got {lengths}")
         self._length = lengths[0]
+
+    @property
+    def safe_to_fetch_before_fork(self) -> bool:
+        """True when every part is (see :class:`Dataset`)."""
+        parts = self.datasets.values() if isinstance(self.datasets, dict) else self.datasets
+        return all(getattr(d, "safe_to_fetch_before_fork", False) for d in parts)
 
     def __len__(self) -> int:
         return self._length
@@ -227,6 +245,11 @@ class ConcatDataset(Dataset[Any]):
                 )
         self.cumulative_sizes = list(np.cumsum([len(d) for d in self.datasets]).tolist())
 
+    @property
+    def safe_to_fetch_before_fork(self) -> bool:
+        """True when every part is (see :class:`Dataset`)."""
+        return all(getattr(d, "safe_to_fetch_before_fork", False) for d in self.datasets)
+
     def __len__(self) -> int:
         return int(self.cumulative_sizes[-1])
 
@@ -269,6 +292,11 @@ class Subset(Dataset[Any]):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
+    @property
+    def safe_to_fetch_before_fork(self) -> bool:
+        """As safe as the dataset it selects from (see :class:`Dataset`)."""
+        return bool(getattr(self.dataset, "safe_to_fetch_before_fork", False))
 
     def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
         self.dataset = dataset

@@ -62,6 +62,13 @@ class DataLoader(Generic[T]):
         seed: seeds the shuffle order and the per-sample random streams (fresh if None).
         format: None (what collate made), "numpy", "torch" or "jax".
         worker_type: "process" or "thread".
+        main_first_batch: fetch the first batch of an epoch that starts process workers in
+            this process (see NOTE [ First batch in the main process ] in
+            ``workers/pool.py``): the first batch arrives in about half the time. None (the
+            default) does so only for datasets that declare ``safe_to_fetch_before_fork``
+            (chute's own datasets, and Subset/Concat/Stack datasets of them): a dataset that
+            opens a handle lazily in ``__getitem__`` would otherwise hand it to the workers,
+            which PyTorch never does. True or False decides for any dataset.
 
     Example:
         >>> import numpy as np
@@ -94,6 +101,7 @@ class DataLoader(Generic[T]):
         seed: int | None = None,
         format: str | None = None,
         worker_type: str = "process",
+        main_first_batch: bool | None = None,
     ) -> None:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ChuteValueError(
@@ -202,6 +210,7 @@ class DataLoader(Generic[T]):
         self.persistent_workers = persistent_workers
         self.format = format
         self.worker_type = worker_type
+        self.main_first_batch = main_first_batch
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
@@ -283,6 +292,11 @@ class DataLoader(Generic[T]):
             next(it, None)
         return it
 
+    def _main_first(self) -> bool:
+        if self.main_first_batch is not None:
+            return bool(self.main_first_batch)
+        return bool(getattr(self.dataset, "safe_to_fetch_before_fork", False))
+
     def _worker_pool(self) -> Any:
         if self._pool is not None:
             return self._pool
@@ -296,6 +310,7 @@ class DataLoader(Generic[T]):
             prefetch_factor=self.prefetch_factor or 2,
             timeout=float(self.timeout),
             persistent=self.persistent_workers,
+            main_first=self._main_first(),
         )
         if self.persistent_workers:
             self._pool = pool

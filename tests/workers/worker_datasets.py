@@ -242,3 +242,22 @@ class NoisyStream:
         wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
         for _ in range(wid, self.n, nw):
             yield float(chute.rng.current().random())
+
+
+class WhereFetched:
+    """Each sample: a draw from its chute.rng stream, and the pid / worker id that fetched it."""
+
+    def __init__(self, n: int = 24) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        info = get_worker_info()
+        return {
+            "x": rng.current().standard_normal(3).astype(np.float32) + np.float32(i),
+            "pid": os.getpid(),
+            "worker": -1 if info is None else info.id,
+            "thread": threading.get_ident(),
+        }

@@ -15,6 +15,39 @@ persistent pool ready for the next epoch: the batches still in flight are receiv
 thrown away (their shared memory freed for reuse). A pool that is not persistent, or that
 is broken (a worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down,
 see NOTE [ Worker shutdown ] in ``process.py``.
+
+NOTE [ First batch in the main process ]
+A map-style batch is the same wherever it is fetched (its samples' random streams are keyed
+by (seed, epoch, index), its indices come from the sampler), so when an epoch has to start
+its process workers the main process fetches the epoch's first task itself, warm (no
+copy-on-write or first-touch page faults, unlike a just-forked child), then forks worker 0
+(which gets tasks 1, 2, ... at once), hands task 0 out first, and starts the other workers
+after it is out, as usual. The first batch then costs a warm fetch plus one fork instead of a
+fork plus a cold fetch in a fresh child. Rules:
+
+- Only with ``main_first`` (the loader sets it from ``main_first_batch``: by default only
+  for datasets that declare ``safe_to_fetch_before_fork``), process workers started with fork, no
+  ``worker_init_fn`` (it may set up per-worker state the dataset needs) and a pool that is
+  not running yet: warm persistent workers, and thread workers (which fight the main process
+  for the GIL), were faster without it (bench/bench_workers.py, measured when this was
+  added). Under spawn and forkserver the dataset is pickled for the workers after this
+  fetch, and a handle ``__getitem__`` opened lazily would make it unpicklable.
+- During that fetch ``get_worker_info()`` is None and the global random generators are the
+  main process's, as with ``num_workers=0``. Because this fetch runs before the workers fork
+  (and before every fork of a later epoch of a pool that is not persistent), whatever
+  ``__getitem__`` opens lazily in the main process (a file, a database connection) is
+  inherited by the workers; a dataset that must not share such a handle opens it in a
+  ``worker_init_fn`` (or checks ``os.getpid()``), which also turns this off.
+- Order, measured in a process with torch loaded on a busy 2-core machine: fetch then fork
+  ~10 ms to the first batch; fork then fetch ~16-20 ms, no better than letting worker 0 fetch
+  it (after a fork the parent's own writes fault on copy-on-write pages, and it competes with
+  worker 0's cold start); fetch, hand out, and fork only when the second batch is asked for
+  ~5 ms, but the second batch then waits for a fork and a cold fetch that a training step
+  between the two cannot hide: rejected.
+- An exception in this fetch is raised as the same type with a message that names this
+  process and the indices (the original is its ``__cause__`` and ``worker_exception``; one
+  that cannot be rebuilt is raised as it is, with that message as a note); the workers stay
+  usable. ``timeout`` does not apply to it.
 """
 
 from __future__ import annotations
@@ -31,7 +64,7 @@ from typing import Any
 from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
 from .info import WorkerInfo, worker_seed
 from .process import ProcessBackend, resolve_context
-from .remote import describe_indices
+from .remote import describe_indices, rebuild
 from .thread import ThreadBackend
 
 __all__ = ["WorkerPool"]
@@ -75,6 +108,9 @@ class WorkerPool:
         prefetch_factor: batches in flight per worker.
         timeout: seconds to wait for a batch before raising ChuteTimeoutError; 0 waits forever.
         persistent: keep the workers between epochs (else they stop when an epoch ends).
+        main_first: fetch the first batch of a map-style epoch that starts the workers in
+            this process when there is no ``worker_init_fn`` (the loader turns it on), see
+            NOTE [ First batch in the main process ].
 
     Example:
         >>> from chute.fetch import MapFetcher
@@ -96,6 +132,7 @@ class WorkerPool:
         prefetch_factor: int = 2,
         timeout: float = 0.0,
         persistent: bool = False,
+        main_first: bool = False,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ChuteValueError(
@@ -129,6 +166,7 @@ class WorkerPool:
         self.prefetch_factor = prefetch_factor
         self.timeout = float(timeout)
         self.persistent = bool(persistent)
+        self.main_first = bool(main_first)
         self._backend: ProcessBackend | ThreadBackend | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._tokens = itertools.count()
@@ -249,25 +287,35 @@ class WorkerPool:
     def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
+        here: Any = _END  # NOTE [ First batch in the main process ]
         if tasks is not None:  # an empty epoch starts no worker
             head = next(tasks, _END)
             if head is _END:
                 if not self.persistent:
                     self._stop(failed=False)
                 return
-            tasks = itertools.chain([head], tasks)
+            if self._fetch_first_here():
+                here = head
+            else:
+                tasks = itertools.chain([head], tasks)
         ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
         ep.cycle = itertools.cycle(range(self.num_workers))
+        ep.next_task = 0 if here is _END else 1
         self._live = ep
         first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
-        began = time.monotonic()
-        self._start(epoch, ep, first)
-        # the others start after the first batch is out, or once waiting for it has taken a
-        # few times what starting a worker took (a slow first batch hides their start-up)
-        ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
         broken = True
         next_out = 0
         try:
+            if here is not _END:
+                broken = False  # an error in this fetch leaves the pool usable
+                ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
+                ep.pending[0] = (0, here)  # handed out by the loop below, like a worker's
+                broken = True
+            began = time.monotonic()
+            self._start(epoch, ep, first)
+            # the others start after the first batch is out, or once waiting for it has taken
+            # a few times what starting a worker took (a slow first batch hides their start-up)
+            ep.start_rest_at = time.monotonic() + _REST_AFTER * (time.monotonic() - began)
             while True:
                 self._fill(ep)
                 if next_out == ep.next_task:
@@ -301,6 +349,17 @@ class WorkerPool:
             raise
         finally:
             self._end(ep, broken)
+
+    def _fetch_first_here(self) -> bool:
+        """Whether this map-style epoch's first batch is fetched in this process."""
+        return (
+            self.main_first
+            and self.worker_type == "process"
+            and self.context is not None
+            and self.context.get_start_method() == "fork"
+            and self.worker_init_fn is None
+            and self._backend is None
+        )
 
     def _fill(self, ep: _Epoch) -> None:
         """Send tasks until ``prefetch_factor`` per running worker are in flight (or none
@@ -410,6 +469,28 @@ class WorkerPool:
 
 
 _END = object()
+
+
+def _fetch_here(fetcher: Any, index: Any, epoch: int) -> Any:
+    """Fetch one batch in this process; an exception is raised again as the same type where
+    possible, its message naming the indices (the original is its ``__cause__``)."""
+    try:
+        return fetcher(index, epoch)
+    except Exception as exc:
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if type(exc).__module__ == "builtins":
+            name = type(exc).__qualname__
+        msg = (
+            f"{name} in the main process (pid {os.getpid()}) while fetching "
+            f"{describe_indices(index)} of epoch {epoch} (the first batch of an epoch that "
+            f"starts the workers is fetched in the main process): {exc}"
+        )
+        new = rebuild(type(exc), msg)
+        if new is None:
+            exc.add_note(msg)
+            raise
+        new.worker_exception = exc  # type: ignore[attr-defined]
+        raise new from exc
 
 
 def _describe(ep: _Epoch, task: int) -> str:

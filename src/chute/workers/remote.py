@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ChuteKeyError, WorkerError
 
-__all__ = ["RemoteError", "describe_indices"]
+__all__ = ["RemoteError", "describe_indices", "rebuild"]
 
 
 def describe_indices(index: Any) -> str:
@@ -20,6 +20,23 @@ def describe_indices(index: Any) -> str:
             return f"indices {items[:32]} ... ({len(items)} in all)"
         return f"indices {items}"
     return f"index {index!r}"
+
+
+def rebuild(exc_type: type[BaseException], msg: str) -> BaseException | None:
+    """An exception of ``exc_type`` whose message is ``msg``, or None if it cannot be made.
+
+    Only ``Exception`` subclasses are rebuilt; ``KeyError`` becomes :class:`ChuteKeyError`
+    (a ``KeyError`` would show the message as a repr).
+    """
+    if not issubclass(exc_type, Exception):
+        return None
+    if issubclass(exc_type, KeyError) and exc_type in (KeyError, ChuteKeyError):
+        return ChuteKeyError(msg)
+    try:
+        candidate = exc_type(msg)
+    except Exception:
+        return None
+    return candidate if str(candidate) == msg else None
 
 
 @dataclass
@@ -80,17 +97,7 @@ class RemoteError:
         unpickled original exception, when it could be sent, is its ``worker_exception``.
         """
         msg = self.message()
-        new: BaseException | None = None
-        if self.exc_type is not None and issubclass(self.exc_type, Exception):
-            if issubclass(self.exc_type, KeyError) and self.exc_type in (KeyError, ChuteKeyError):
-                new = ChuteKeyError(msg)  # KeyError would show the message as a repr
-            else:
-                try:
-                    candidate = self.exc_type(msg)
-                    if str(candidate) == msg:
-                        new = candidate
-                except Exception:
-                    new = None
+        new = rebuild(self.exc_type, msg) if self.exc_type is not None else None
         if new is None:
             new = WorkerError(msg)
         original = None

@@ -168,6 +168,7 @@ class CIFAR10(VisionDataset):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+    safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
 
     base_folder = "cifar-10-batches-py"
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

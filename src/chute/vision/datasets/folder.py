@@ -241,6 +241,8 @@ class DatasetFolder(_FileFetch, VisionDataset):
             classes, the folder and the extensions).
     """
 
+    safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -453,6 +455,8 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
             that is not an integer, or invalid CSV (names the file and line).
         FileNotFoundError: a row names a missing image (names the CSV, line and image).
     """
+
+    safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ class MNIST(VisionDataset):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+    safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
 
     mirrors: ClassVar[list[str]] = [
         "http://yann.lecun.com/exdb/mnist/",
