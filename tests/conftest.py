@@ -101,3 +101,13 @@ def http_server() -> Iterator[LocalServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_jax_in_this_process() -> Iterator[None]:
+    """JAX starts threads when imported, and worker tests fork this process: a fork after
+    JAX's threads can deadlock. Tests that need JAX run it in a child process."""
+    yield
+    import sys
+
+    assert "jax" not in sys.modules, "a test imported jax into the pytest process"

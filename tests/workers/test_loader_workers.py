@@ -191,3 +191,35 @@ def test_iterable_random_streams_are_seeded_and_keyed_by_output_position(leaks):
     assert run(1) == alone  # one worker: the same positions, the same draws
     assert run(2) == alone  # two balanced shards, batches taking turns: output positions match
     assert run(2) == run(2) and run(0, seed=6) != alone
+
+
+JAX_WORKERS = """
+import warnings
+import numpy as np
+import jax  # noqa: F401  (starts JAX's threads)
+import chute
+from chute.workers.process import resolve_context
+
+warnings.simplefilter("error", RuntimeWarning)  # os.fork() after JAX warns of a deadlock
+assert resolve_context(None).get_start_method() == "forkserver"
+ds = chute.TensorDataset(np.arange(40, dtype=np.float32).reshape(20, 2), np.arange(20))
+ref = [b[1].tolist() for b in chute.DataLoader(ds, batch_size=4, shuffle=True, seed=3)]
+dl = chute.DataLoader(ds, batch_size=4, shuffle=True, seed=3, num_workers=2)
+assert [b[1].tolist() for b in dl] == ref
+print("ok")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_with_jax_loaded_workers_are_not_forked():
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("jax") is None:  # never import JAX here: later tests fork
+        pytest.skip("jax is not installed")
+    proc = subprocess.run(
+        [sys.executable, "-c", JAX_WORKERS], capture_output=True, text=True, timeout=110
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"

@@ -52,11 +52,20 @@ _PARENT_CHECK = 1.0
 
 
 def resolve_context(context: Any) -> Any:
-    """The multiprocessing context for ``context``: None means fork where available."""
+    """The multiprocessing context for ``context``.
+
+    None means fork where available, except when JAX is loaded: JAX runs threads, and a
+    process forked from a multithreaded one can deadlock (JAX warns of it), so then
+    forkserver (or spawn) is the default; the dataset must be picklable for those.
+    """
     from ..errors import ChuteValueError
 
     if context is None:
         methods = mp.get_all_start_methods()
+        if loaded("jax") is not None:
+            safe = [m for m in ("forkserver", "spawn") if m in methods]
+            if safe:
+                return mp.get_context(safe[0])
         return mp.get_context("fork" if "fork" in methods else methods[0])
     if isinstance(context, str):
         methods = mp.get_all_start_methods()
