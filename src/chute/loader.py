@@ -283,9 +283,9 @@ class DataLoader(Generic[T]):
     def _tasks(self, skip: int) -> Iterator[Any]:
         index_sampler = self._index_sampler
         batches_from = getattr(index_sampler, "batches_from", None)
-        if self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False):
-            batches_from = getattr(index_sampler, "array_batches_from", batches_from)
         if batches_from is not None:
+            if self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False):
+                return batches_from(skip, as_arrays=True)
             return batches_from(skip)
         it = iter(index_sampler)
         for _ in range(skip):
@@ -357,9 +357,7 @@ class DataLoader(Generic[T]):
                 f"load_state_dict: state version {state['version']!r} is not supported "
                 f"(expected {STATE_VERSION})"
             )
-        live = self._live
-        if live is not None:
-            live.close()
+        self.close()  # persistent workers hold a fetcher with the old seed
         self._live_ref = None
         self._progress = None
         object.__setattr__(self, "seed", int(state["seed"]))
@@ -372,9 +370,6 @@ class DataLoader(Generic[T]):
             self.sampler.load_state_dict(state["sampler"])
         self._next_epoch = int(state["epoch"])
         self._resume_batches = int(state["batches"])
-        if self._pool is not None:  # persistent workers hold a fetcher with the old seed
-            self._pool.shutdown()
-            object.__setattr__(self, "_pool", None)
 
     def close(self) -> None:
         """Stop the workers (persistent ones included) and free their shared memory."""

@@ -383,23 +383,17 @@ class BatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         return self.batches_from(0)
 
-    def batches_from(self, start: int) -> Iterator[list[int]]:
+    def batches_from(self, start: int, as_arrays: bool = False) -> Iterator[Any]:
         """This epoch's batches from batch number ``start`` on.
 
         With a chute sampler the epoch is one array that is sliced, so starting at batch
-        10,000 costs what starting at batch 10 does.
+        10,000 costs what starting at batch 10 does; with ``as_arrays`` each batch is then an
+        int64 array slice (no list is built), which the loader hands to datasets that accept
+        them. Other samplers give lists either way.
         """
         take = getattr(self.sampler, "take_epoch", None)
         if take is not None:
-            return self._slices(take(), start)
-        return self._generic(start)
-
-    def array_batches_from(self, start: int) -> Iterator[np.ndarray | list[int]]:
-        """As :meth:`batches_from`, but with a chute sampler each batch is an int64 array
-        slice (no list is built); the loader hands these to datasets that accept them."""
-        take = getattr(self.sampler, "take_epoch", None)
-        if take is not None:
-            return self._slices(take(), start, as_list=False)
+            return self._slices(take(), start, as_list=not as_arrays)
         return self._generic(start)
 
     def _slices(self, order: np.ndarray, start: int, as_list: bool = True) -> Iterator[Any]:
