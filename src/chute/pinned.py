@@ -21,7 +21,6 @@ parameters: the tests run this logic with ordinary tensors.
 from __future__ import annotations
 
 import collections.abc as cabc
-import copy
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._lazy import require
+from .device import _rebuild
 
 __all__ = ["PinnedBuffers"]
 
@@ -115,18 +115,8 @@ class PinnedBuffers:
             return batch
         if hasattr(batch, "pin_memory"):
             return batch.pin_memory()
-        if isinstance(batch, tuple):
-            items = [self(x) for x in batch]
-            return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-        if isinstance(batch, list):
-            return type(batch)(self(x) for x in batch)
-        if isinstance(batch, cabc.MutableMapping):
-            out = copy.copy(batch)
-            for k in list(batch):
-                out[k] = self(batch[k])
-            return out
-        if isinstance(batch, cabc.Mapping):
-            return {k: self(v) for k, v in batch.items()}
+        if isinstance(batch, (tuple, list, cabc.Mapping)):
+            return _rebuild(batch, self)  # the same container rules as format conversion
         return batch
 
     def _pin_tensor(self, t: Any) -> Any:
