@@ -1,0 +1,43 @@
+"""tools/griffe_examples.py: the docstring rewrites the documentation site relies on."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("griffe")
+
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "griffe_examples.py"
+_spec = importlib.util.spec_from_file_location("griffe_examples", _PATH)
+assert _spec is not None and _spec.loader is not None
+griffe_examples = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(griffe_examples)
+
+
+def test_example_heading_becomes_an_examples_section() -> None:
+    text = "Sum.\n\nExample:\n    >>> [0, 1]\n    [0, 1]\n"
+    assert griffe_examples.markdown_docstring(text) == text.replace("Example:", "Examples:")
+    # only a heading line, not the word inside prose
+    assert griffe_examples.markdown_docstring("An Example: here") == "An Example: here"
+
+
+def test_sphinx_roles_become_code_spans() -> None:
+    md = griffe_examples.markdown_docstring
+    assert md("use :func:`chute.rng.current` now") == "use `chute.rng.current` now"
+    assert md("a :class:`~chute.errors.DatasetFormatError`") == "a `DatasetFormatError`"
+    assert md(":meth:`DataLoader.load_state_dict`") == "`DataLoader.load_state_dict`"
+
+
+def test_the_site_renders_examples_as_code() -> None:
+    """griffe with the extension parses a chute docstring's example as an examples section."""
+    import griffe
+
+    pkg = griffe.load(
+        "chute",
+        search_paths=[str(_PATH.parents[1] / "src")],
+        extensions=griffe.load_extensions(griffe_examples.ExampleSections),
+    )
+    sections = pkg["DataLoader"].docstring.parse("google")
+    assert [s.kind.value for s in sections][-1] == "examples"
