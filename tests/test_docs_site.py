@@ -1,4 +1,4 @@
-"""tools/griffe_examples.py: the docstring rewrites the documentation site relies on."""
+"""The documentation site's helpers and promises: the griffe rewrites (tools/griffe_examples.py), the README's two commands and links."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ def test_the_site_renders_examples_as_code() -> None:
     )
     sections = pkg["DataLoader"].docstring.parse("google")
     assert [s.kind.value for s in sections][-1] == "examples"
+
+
+ROOT = _PATH.parents[1]
+
+
+def test_readme_keeps_its_two_commands_first_and_its_links_resolve() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    sections = re.findall(r"^## (.+)$", readme, re.MULTILINE)
+    assert sections[0] == "Two commands"
+    commands = re.findall(r"```bash\n(.+?)\n```", readme)
+    assert commands[0].endswith("chute demo") and commands[1].endswith("python -m pytest")
+    links = re.findall(r"\]\(((?!https?:)[^)#]+)", readme)
+    assert "docs/index.md" in links and "docs/migrating.md" in links
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert missing == [], f"README links to files that do not exist: {missing}"
