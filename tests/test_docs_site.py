@@ -1,4 +1,4 @@
-"""The documentation site's helpers and promises: the griffe rewrites (tools/griffe_examples.py), the README's two commands and links."""
+"""The documentation site's promises: the griffe rewrites, the README's two commands and links."""
 
 from __future__ import annotations
 
