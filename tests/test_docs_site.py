@@ -58,3 +58,15 @@ def test_readme_keeps_its_two_commands_first_and_its_links_resolve() -> None:
     assert "docs/index.md" in links and "docs/migrating.md" in links
     missing = [link for link in links if not (ROOT / link).exists()]
     assert missing == [], f"README links to files that do not exist: {missing}"
+
+
+def test_the_errors_page_explains_every_error_class() -> None:
+    """docs/errors.md has a "When" and a "Fix" for each class in chute.errors."""
+    import chute.errors
+
+    page = (ROOT / "docs" / "errors.md").read_text()
+    for name in chute.errors.__all__:
+        heading = f"### [`{name}`][chute.errors.{name}]"
+        assert heading in page, f"docs/errors.md has no section for {name}"
+        section = page.split(heading, 1)[1].split("\n### ", 1)[0]
+        assert "**When:**" in section and "**Fix:**" in section, name
