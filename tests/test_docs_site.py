@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +49,6 @@ ROOT = _PATH.parents[1]
 
 
 def test_readme_keeps_its_two_commands_first_and_its_links_resolve() -> None:
-    import re
 
     readme = (ROOT / "README.md").read_text()
     sections = re.findall(r"^## (.+)$", readme, re.MULTILINE)
@@ -72,3 +73,23 @@ def test_the_errors_page_explains_every_error_class() -> None:
         assert heading in page, f"docs/errors.md has no section for {name}"
         section = page.split(heading, 1)[1].split("\n### ", 1)[0]
         assert "**When:**" in section and "**Fix:**" in section, name
+
+
+_RUN = re.compile(r"<!-- test: [^>]*-->\n```python\n(.*?)\n```", re.DOTALL)
+
+
+@pytest.mark.parametrize("page", ["getting-started.md", "datasets.md", "resume.md"])
+def test_marked_code_blocks_of_a_page_run(
+    page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code blocks marked ``<!-- test: ... -->`` run, in order, in one namespace per page."""
+    blocks = _RUN.findall((ROOT / "docs" / page).read_text())
+    assert blocks, f"docs/{page} has no marked code blocks"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": f"docs_{page}"}
+    try:
+        for k, code in enumerate(blocks):
+            exec(compile(code, f"docs/{page} block {k}", "exec"), namespace)
+    finally:
+        namespace.clear()  # drops loaders and iterators: their workers stop now
+        gc.collect()
