@@ -24,6 +24,7 @@ from chute.errors import ChuteError, CollateError
 torch = pytest.importorskip("torch")
 tud = torch.utils.data
 
+from test_sampler import EvensFirst  # noqa: E402
 from torch_compare import assert_like_torch, assert_tree_equal  # noqa: E402
 
 
@@ -427,6 +428,22 @@ def test_user_sampler_and_batch_sampler() -> None:
         for b in tud.DataLoader(tud.TensorDataset(torch.arange(10)), batch_sampler=batches)
     ]
     assert got == theirs
+
+
+class Backwards(chute.RandomSampler):
+    def __iter__(self) -> Any:
+        return iter(sorted(super().__iter__(), reverse=True))
+
+
+def test_samplers_that_override_iter_are_honoured_like_torch() -> None:
+    ds = chute.TensorDataset(np.arange(8))
+    grouped = EvensFirst(chute.SequentialSampler(ds), 2, False)
+    got = [b[0].tolist() for b in chute.DataLoader(ds, batch_sampler=grouped)]
+    assert got == list(grouped) == [[0, 2], [4, 6], [1, 3], [5, 7]]
+    theirs = tud.DataLoader(tud.TensorDataset(torch.arange(8)), batch_sampler=grouped)
+    assert [b[0].tolist() for b in theirs] == got
+    loader = chute.DataLoader(ds, batch_size=3, sampler=Backwards(ds, seed=0))
+    assert [b[0].tolist() for b in loader] == [[7, 6, 5], [4, 3, 2], [1, 0]]
 
 
 # -- __getitems__ ------------------------------------------------------------------------------

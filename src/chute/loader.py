@@ -24,7 +24,7 @@ from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
 from .errors import ChuteTypeError, ChuteValueError
 from .fetch import IterableFetcher, MapFetcher
-from .sampler import BatchSampler, RandomSampler, SequentialSampler, seed_from
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, epoch_batches, seed_from
 from .workers import WorkerPool
 
 __all__ = ["DataLoader"]
@@ -281,16 +281,8 @@ class DataLoader(Generic[T]):
         return MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
 
     def _tasks(self, skip: int) -> Iterator[Any]:
-        index_sampler = self._index_sampler
-        batches_from = getattr(index_sampler, "batches_from", None)
-        if batches_from is not None:
-            if self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False):
-                return batches_from(skip, as_arrays=True)
-            return batches_from(skip)
-        it = iter(index_sampler)
-        for _ in range(skip):
-            next(it, None)
-        return it
+        as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
+        return epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
 
     def _main_first(self) -> bool:
         if self.main_first_batch is not None:
