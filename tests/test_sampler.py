@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import chute
 from chute.sampler import epoch_batches, seed_from
+from user_samplers import EvensFirst
 
 torch = pytest.importorskip("torch")
 tud = torch.utils.data
@@ -209,16 +210,6 @@ def test_batches_from_is_a_slice_of_the_epoch(
     epoch0 = chute.RandomSampler(range(n), seed=seed).epoch_indices().tolist()
     generic = chute.BatchSampler(epoch0, batch_size, drop_last)  # a plain list: no take_epoch
     assert list(generic.batches_from(start)) == full[start:]
-
-
-class EvensFirst(chute.BatchSampler):
-    """A grouped batch sampler (as detectron2's): even indices, then odd ones."""
-
-    def __iter__(self) -> Any:
-        order = list(self.sampler)
-        for group in ([i for i in order if i % 2 == 0], [i for i in order if i % 2]):
-            for lo in range(0, len(group), self.batch_size):
-                yield group[lo : lo + self.batch_size]
 
 
 class Reversed(chute.SequentialSampler):
