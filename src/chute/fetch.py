@@ -15,7 +15,31 @@ import numpy as np
 from . import rng
 from .errors import ChuteValueError
 
-__all__ = ["MapFetcher", "IterableFetcher"]
+__all__ = ["FailedBatch", "MapFetcher", "IterableFetcher", "fetch_or_fail"]
+
+
+class FailedBatch:
+    """A batch whose fetch raised: the loader raises ``exception`` when this batch is due, and
+    the epoch goes on with the next batch (as in PyTorch).
+
+    Example:
+        >>> failed = fetch_or_fail(lambda index, epoch: 1 / 0, [0], 0)
+        >>> type(failed.exception).__name__
+        'ZeroDivisionError'
+    """
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: Exception) -> None:
+        self.exception: Exception | None = exception
+
+
+def fetch_or_fail(fetcher: Callable[[Any, int], Any], index: Any, epoch: int) -> Any:
+    """``fetcher(index, epoch)``, or a :class:`FailedBatch` holding what it raised."""
+    try:
+        return fetcher(index, epoch)
+    except Exception as exc:
+        return FailedBatch(exc)
 
 
 class MapFetcher:

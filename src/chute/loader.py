@@ -15,7 +15,7 @@ from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
 from .errors import ChuteTypeError, ChuteValueError
-from .fetch import IterableFetcher, MapFetcher
+from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, epoch_batches, seed_from
 from .state import (
     STATE_VERSION,
@@ -415,16 +415,16 @@ def _batches(
             yield from fetcher.batches(epoch, skip)
         else:
             assert tasks is not None
-            for task in tasks:
-                yield fetcher(task, epoch)
+            for task in tasks:  # a failed batch does not end the epoch (see _LoaderIter)
+                yield fetch_or_fail(fetcher, task, epoch)
         return
     pool = loader._worker_pool()
     pools.append(pool)
     if isinstance(fetcher, IterableFetcher):
-        yield from pool.iterable_epoch(epoch, skip)
+        yield from pool.iterable_epoch(epoch, skip, keep_going=True)
     else:
         assert tasks is not None
-        yield from pool.map_epoch(epoch, tasks)
+        yield from pool.map_epoch(epoch, tasks, keep_going=True)
 
 
 class _LoaderIter:
@@ -456,10 +456,20 @@ class _LoaderIter:
         except StopIteration:
             self._finish()
             raise
-        except BaseException:
+        except BaseException:  # the workers broke (died, hung, interrupted): the epoch is over
             self.close()
             raise
-        self.progress.yielded += 1
+        self.progress.yielded += 1  # a failed batch is used up too: resuming skips it
+        if isinstance(batch, FailedBatch):  # raised; the next next() goes on, as in torch
+            exc, batch.exception = batch.exception, None
+            # the traceback keeps this frame: let it hold neither the iterator nor the batch,
+            # so a dropped iterator still stops its workers at once while the error lives on
+            del self, batch
+            assert exc is not None
+            try:
+                raise exc
+            finally:
+                del exc
         return self.loader._output(batch)
 
     def __len__(self) -> int:

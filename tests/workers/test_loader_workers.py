@@ -84,6 +84,49 @@ def test_iterable_dataset_through_the_loader(leaks):
     assert {r[1] for r in rows} == {0, 1}  # both workers contributed their shard
 
 
+def _rows(batch):
+    return np.asarray(batch)[:, 0].tolist()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"num_workers": 2},
+        {"num_workers": 2, "main_first_batch": True},
+        {"num_workers": 2, "persistent_workers": True},
+        {"num_workers": 2, "worker_type": "thread"},
+    ],
+    ids=["0", "process", "process-main-first", "persistent", "thread"],
+)
+@pytest.mark.parametrize("bad", [0, 2])
+def test_a_failed_batch_raises_and_the_epoch_goes_on_like_torch(leaks, kw, bad):
+    from worker_datasets import Failing
+
+    dl = DataLoader(Failing(8, bad, ValueError(f"sample {bad} is corrupt")), batch_size=2, **kw)
+    expected = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    expected[bad // 2] = "ERR"
+    for epoch in range(2):  # and the next epoch runs as usual
+        it = iter(dl)
+        got = []
+        for _ in range(4):
+            try:
+                got.append(_rows(next(it)))
+            except ValueError as exc:
+                assert f"sample {bad} is corrupt" in str(exc)
+                got.append("ERR")
+                state = dl.state_dict()
+                assert (state["epoch"], state["batches"]) == (epoch, len(got))
+        with pytest.raises(StopIteration):
+            next(it)
+        assert got == expected
+    resumed = DataLoader(Failing(8, bad, ValueError("x")), batch_size=2, **kw)
+    resumed.load_state_dict(state)  # taken right after the error: the next batch is due
+    assert [_rows(b) for b in resumed] == expected[bad // 2 + 1 :]
+    dl.close()
+    resumed.close()
+
+
 def test_iterable_resume_needs_the_same_worker_count(leaks):
     def loader(workers):
         return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)
