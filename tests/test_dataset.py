@@ -382,25 +382,49 @@ def test_chute_value_and_index_errors_are_chute_errors() -> None:
         chute.ConcatDataset([[1]])[5]
 
 
-def test_subset_fallback_keys_random_streams_by_subset_index() -> None:
-    """A Subset over a dataset without __getitems__ draws each sample from its own stream."""
+class NoisyRows:
+    """Draws from the sample's stream; ``batched`` adds a __getitems__ that asks rng.streams."""
 
-    class Noisy:
-        def __len__(self) -> int:
-            return 10
+    def __init__(self, batched: bool) -> None:
+        if batched:
+            self.__getitems__ = self._getitems
 
-        def __getitem__(self, i: int) -> float:
-            return float(chute.rng.current().random())
+    def __len__(self) -> int:
+        return 10
 
-    sub = chute.Subset(Noisy(), [9, 3, 5, 1])
+    def __getitem__(self, i: int) -> float:
+        return float(chute.rng.current().random())
+
+    def _getitems(self, indices: list[int]) -> list[float]:
+        return [float(g.random()) for g in chute.rng.streams(indices)]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_subset_keys_random_streams_by_the_base_index_however_fetched(batched: bool) -> None:
+    sub = chute.Subset(NoisyRows(batched), [9, 3, 5, 1])
     with chute.rng.epoch_scope(7, 2):
         batch = sub.__getitems__([0, 2, 3])
         alone = []
         for i in (0, 2, 3):
-            with chute.rng.sample_scope(i):
+            with chute.rng.sample_scope(i):  # as the loader keys sub[i] (by its position)
                 alone.append(sub[i])
-    assert batch == alone
-    assert batch == [chute.rng.stream(7, 2, i).random() for i in (0, 2, 3)]
+    assert batch == alone == [chute.rng.stream(7, 2, j).random() for j in (9, 5, 1)]
+
+
+def test_subset_slices_and_index_lists_like_torch() -> None:
+    values = torch.tensor([1, 2, 3, 4, 5])
+    ours_base, theirs_base = chute.TensorDataset(values), tud.TensorDataset(values)
+    ours, theirs = (
+        chute.Subset(ours_base, [0, 1, 2, 3, 4]),
+        tud.Subset(theirs_base, [0, 1, 2, 3, 4]),
+    )
+    for key in (slice(None), slice(1, 2), slice(0, -1, 2), [4, 0, 2]):
+        (a,), (b,) = ours[key], theirs[key]
+        assert torch.equal(a, b), key
+    (a,) = chute.Subset(ours, [1, 2, 3])[:]
+    (b,) = tud.Subset(theirs, [1, 2, 3])[:]
+    assert a.tolist() == b.tolist() == [2, 3, 4]
+    assert chute.Subset(np.arange(10) * 10, [4, 3, 2])[-2:].tolist() == [30, 20]
 
 
 def test_loader_over_random_split_is_reproducible() -> None:

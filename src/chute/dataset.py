@@ -284,11 +284,21 @@ class Subset(Dataset[Any]):
     """The samples of ``dataset`` at ``indices``, in that order.
 
     The indices are kept as a NumPy array, so worker processes do not copy them page by page.
+    ``subset[k]`` is ``dataset[indices[k]]``; as in PyTorch, a list of positions or a slice
+    selects several (``dataset`` is then indexed with the list of their indices).
+
+    A sample's random stream (NOTE [ Per-sample randomness ] in ``rng.py``) is keyed by its
+    index in ``dataset``, whichever way it is fetched (alone, through ``__getitems__`` of the
+    Subset or of the dataset): a Subset is a view, so its samples are augmented as the same
+    samples of the whole dataset are, and batch size and workers change nothing.
 
     Example:
         >>> s = Subset(["a", "b", "c"], [2, 0])
         >>> len(s), s[0]
         (2, 'c')
+        >>> import numpy as np
+        >>> Subset(np.arange(10) * 10, [4, 3, 2])[1:].tolist()
+        [30, 20]
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
@@ -306,19 +316,21 @@ class Subset(Dataset[Any]):
         return len(self.indices)
 
     def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.dataset[self.indices[index].tolist()]
         if isinstance(index, list):
             return self.dataset[[int(self.indices[i]) for i in index]]
-        return self.dataset[int(self.indices[index])]
+        base = int(self.indices[index])
+        with rng.sample_key(base):
+            return self.dataset[base]
 
     def __getitems__(self, indices: Sequence[int]) -> Any:
         mapped = self.indices[_as_index_array(indices, len(self.indices))].tolist()
         if hasattr(self.dataset, "__getitems__"):
-            return self.dataset.__getitems__(mapped)
-        # one call per sample, each in the random stream of its index in this Subset, as the
-        # loader would key it if Subset had no __getitems__ (NOTE [ Per-sample randomness ])
+            return self.dataset.__getitems__(mapped)  # keys each sample by its base index
         out = []
-        for i, j in zip(indices, mapped):
-            with rng.sample_key(int(i)):
+        for j in mapped:  # each in the random stream of its base index, as above
+            with rng.sample_key(j):
                 out.append(self.dataset[j])
         return out
 

@@ -127,6 +127,49 @@ def test_a_failed_batch_raises_and_the_epoch_goes_on_like_torch(leaks, kw, bad):
     resumed.close()
 
 
+class NoisyRows:
+    """Draws from the sample's stream."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return np.array([i, chute.rng.current().random()])
+
+
+class NoisyBatchedRows(NoisyRows):
+    """The same, and a __getitems__ that draws through rng.streams."""
+
+    def __getitems__(self, indices):
+        return [np.array([i, g.random()]) for i, g in zip(indices, chute.rng.streams(indices))]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_subset_augmentations_do_not_depend_on_batch_size_or_workers(leaks, batched):
+    def draws(dataset, **kw):
+        loader = DataLoader(dataset, shuffle=True, seed=5, **kw)
+        out = {}
+        for epoch in range(2):
+            for batch in loader:
+                for row in np.asarray(batch).reshape(-1, 2):
+                    out[epoch, int(row[0])] = row[1]
+        return out
+
+    kind = NoisyBatchedRows if batched else NoisyRows
+    base = draws(kind(), batch_size=1)  # the whole dataset, one sample at a time
+    sub = chute.Subset(kind(), [11, 4, 7, 0, 2, 9])
+    for kw in (
+        {"batch_size": 1},
+        {"batch_size": 4},
+        {"batch_size": None},
+        {"batch_size": 4, "num_workers": 2},
+        {"batch_size": 3, "num_workers": 2, "worker_type": "thread"},
+    ):
+        got = draws(sub, **kw)
+        assert len(got) == 12
+        assert all(base[key] == value for key, value in got.items()), kw
+
+
 def test_iterable_resume_needs_the_same_worker_count(leaks):
     def loader(workers):
         return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)
