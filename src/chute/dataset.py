@@ -19,6 +19,7 @@ import numpy as np
 from . import rng
 from ._lazy import loaded
 from .errors import ChuteIndexError, ChuteTypeError, ChuteValueError
+from .sampler import seed_from
 from .stacked import StackedSamples
 
 __all__ = [
@@ -374,7 +375,11 @@ def random_split(
             remainder after flooring goes one by one to the first subsets, as in PyTorch).
         generator: a ``torch.Generator``; when given, the permutation is drawn with
             ``torch.randperm`` so the split equals PyTorch's for the same generator.
-        seed: seed of a NumPy permutation when no generator is given (unseeded if None).
+        seed: seed of a NumPy permutation when no generator is given. With neither, the
+            split is drawn from the global generator: torch's default one when torch is
+            imported (the split equals ``torch.utils.data.random_split``'s after
+            ``torch.manual_seed``), else NumPy's (``np.random.seed``), so a seeded script
+            splits the same way in every run.
 
     Example:
         >>> a, b = random_split(range(10), [0.7, 0.3], seed=0)
@@ -391,7 +396,9 @@ def random_split(
                 f"use seed= for a NumPy seed"
             )
         perm = torch.randperm(n, generator=generator).numpy()
+    elif seed is None and loaded("torch") is not None:  # torch's default generator, as torch
+        perm = loaded("torch").randperm(n).numpy()  # type: ignore[union-attr]
     else:
-        perm = np.random.default_rng(seed).permutation(n)
+        perm = np.random.default_rng(seed_from(seed=seed)).permutation(n)
     offsets = np.cumsum([0, *counts])
     return [Subset(dataset, perm[offsets[k] : offsets[k + 1]]) for k in range(len(counts))]
