@@ -6,7 +6,11 @@ NOTE [ Loader state and exact resume ] in ``state.py``.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
+import os
 import reprlib
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -121,6 +125,12 @@ class DataLoader(Generic[T]):
             raise ChuteValueError(
                 f"prefetch_factor option should be non-negative, got {prefetch_factor!r}"
             )
+        elif prefetch_factor == 0:  # torch refuses it when the workers start
+            raise ChuteValueError(
+                f"prefetch_factor must be greater than 0 with num_workers={num_workers}: it is "
+                f"the number of batches each worker loads in advance (got prefetch_factor=0); "
+                f"use 1 or more, or leave it at None for the default 2"
+            )
         if persistent_workers and num_workers == 0:
             raise ChuteValueError(
                 f"persistent_workers option needs num_workers > 0 (got "
@@ -131,6 +141,11 @@ class DataLoader(Generic[T]):
                 f"multiprocessing_context can only be used with multi-process loading "
                 f"(num_workers > 0), but got num_workers={num_workers}"
             )
+        if multiprocessing_context is not None:
+            _check_context(multiprocessing_context)
+        if num_workers > 0:
+            _warn_if_too_many_workers(num_workers, worker_type)
+        _refuse_one_shot_iterator(dataset)
         if format not in FORMATS:
             raise ChuteValueError(f"format must be one of {FORMATS}, got format={format!r}")
         if worker_type not in WORKER_TYPES:
@@ -389,6 +404,60 @@ class DataLoader(Generic[T]):
         return (
             f"DataLoader(dataset={type(self.dataset).__name__}, batch_size={self.batch_size}, "
             f"num_workers={self.num_workers}, format={self.format!r}, seed={self.seed})"
+        )
+
+
+def _check_context(context: Any) -> None:
+    """Refuse a ``multiprocessing_context`` as torch's constructor does (and in its words)."""
+    if isinstance(context, str):
+        methods = multiprocessing.get_all_start_methods()
+        if context not in methods:
+            raise ChuteValueError(
+                f"multiprocessing_context option should specify a valid start method in "
+                f"{methods!r}, but got multiprocessing_context={context!r}"
+            )
+    elif not isinstance(context, multiprocessing.context.BaseContext):
+        raise ChuteTypeError(
+            f"multiprocessing_context option should be a valid context object or a string "
+            f"specifying the start method, but got multiprocessing_context={context!r}"
+        )
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+_TOO_MANY = 2  # warn above this many workers per usable CPU
+
+
+def _warn_if_too_many_workers(num_workers: int, worker_type: str) -> None:
+    cpus = _usable_cpus()
+    if num_workers > _TOO_MANY * cpus:
+        kind = "worker threads" if worker_type == "thread" else "worker processes"
+        warnings.warn(
+            f"This DataLoader will create {num_workers} {kind} in total. Our suggested max "
+            f"number of worker in current system is {cpus} (the CPUs this process may run on), "
+            f"which is smaller than what this DataLoader is going to create. Please be aware "
+            f"that excessive worker creation might get DataLoader running slow or even freeze, "
+            f"lower the worker number to avoid potential slowness/freeze if necessary "
+            f"(try num_workers={cpus})",
+            stacklevel=3,
+        )
+
+
+def _refuse_one_shot_iterator(dataset: Any) -> None:
+    """A generator or an open file can be iterated once: a second epoch would be empty and
+    every worker would share (or copy) its position."""
+    if hasattr(dataset, "__next__") and iter(dataset) is dataset:
+        raise ChuteTypeError(
+            f"DataLoader: the dataset is a one-shot iterator ({type(dataset).__name__}: it has "
+            f"__next__ and iter() returns itself), so a second epoch would be empty and workers "
+            f"would repeat or lose its items; pass a dataset that makes a new iterator in each "
+            f"__iter__, e.g. an IterableDataset whose __iter__ opens the file or calls the "
+            f"generator function, or list(...) of it if it is small"
         )
 
 
