@@ -448,6 +448,23 @@ def _warn_if_too_many_workers(num_workers: int, worker_type: str) -> None:
         )
 
 
+def _warn_longer_than_reported(loader: DataLoader[Any], reported: int) -> None:
+    """torch's guard against every worker yielding the whole iterable dataset."""
+    msg = (
+        f"Length of IterableDataset {type(loader.dataset).__name__} was reported to be "
+        f"{reported} (len(dataloader), in batches), but {reported + 1} batches have been "
+        f"fetched."
+    )
+    if loader.num_workers > 0:
+        msg += (
+            f" For multiprocessing data-loading, this could be caused by not properly "
+            f"configuring the IterableDataset replica at each worker: each of the "
+            f"{loader.num_workers} workers iterates its own copy, so give each its share with "
+            f"chute.get_worker_info() (docs/workers.md)."
+        )
+    warnings.warn(msg, stacklevel=3)
+
+
 def _refuse_one_shot_iterator(dataset: Any) -> None:
     """A generator or an open file can be iterated once: a second epoch would be empty and
     every worker would share (or copy) its position."""
@@ -507,6 +524,9 @@ class _LoaderIter:
         # their own epoch even when the first one has not started yet
         tasks = None if loader._iterable else loader._tasks(skip)
         self._it = _batches(loader, epoch, skip, tasks, self._pools)
+        self._reported: int | None = None  # len(loader) of an iterable dataset with __len__
+        if loader._iterable and hasattr(loader.dataset, "__len__"):
+            self._reported = len(loader)
 
     @property
     def epoch(self) -> int:
@@ -529,6 +549,8 @@ class _LoaderIter:
             self.close()
             raise
         self.progress.yielded += 1  # a failed batch is used up too: resuming skips it
+        if self._reported is not None and self.progress.yielded == self._reported + 1:
+            _warn_longer_than_reported(self.loader, self._reported)
         if isinstance(batch, FailedBatch):  # raised; the next next() goes on, as in torch
             exc, batch.exception = batch.exception, None
             # the traceback keeps this frame: let it hold neither the iterator nor the batch,

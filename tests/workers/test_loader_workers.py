@@ -170,6 +170,40 @@ def test_subset_augmentations_do_not_depend_on_batch_size_or_workers(leaks, batc
         assert all(base[key] == value for key, value in got.items()), kw
 
 
+class Unsharded(chute.IterableDataset):
+    """Every worker yields the whole dataset: the mistake torch's length check catches."""
+
+    def __iter__(self):
+        return iter(range(6))
+
+    def __len__(self):
+        return 6
+
+
+class Sharded(Shards):
+    def __len__(self):
+        return self.n
+
+
+def test_an_iterable_dataset_longer_than_its_len_warns_like_torch(leaks):
+    import warnings
+
+    with pytest.warns(UserWarning) as record:
+        batches = list(DataLoader(Unsharded(), batch_size=2, num_workers=2))
+    assert len(batches) == 6
+    assert [str(w.message) for w in record] == [
+        "Length of IterableDataset Unsharded was reported to be 3 (len(dataloader), in "
+        "batches), but 4 batches have been fetched. For multiprocessing data-loading, this "
+        "could be caused by not properly configuring the IterableDataset replica at each "
+        "worker: each of the 2 workers iterates its own copy, so give each its share with "
+        "chute.get_worker_info() (docs/workers.md)."
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(DataLoader(Sharded(12), batch_size=2, num_workers=2))) == 6
+        assert len(list(DataLoader(Unsharded(), batch_size=2))) == 3
+
+
 def test_iterable_resume_needs_the_same_worker_count(leaks):
     def loader(workers):
         return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)
