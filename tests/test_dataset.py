@@ -273,6 +273,21 @@ def test_chain_dataset_matches_torch() -> None:
     assert len(ours) == len(theirs) == 5
 
 
+def test_chain_dataset_and_plus_refuse_map_style_parts() -> None:
+    with pytest.raises(AssertionError, match="ChainDataset only supports IterableDataset"):
+        list(TorchCount(2) + tud.TensorDataset(torch.arange(3)))  # torch: once iterated
+    message = (
+        "ChainDataset only supports IterableDataset; dataset 1 is map-style (TensorDataset), "
+        "use ConcatDataset to join map-style datasets"
+    )
+    ds = chute.TensorDataset(np.arange(3))
+    for make in (lambda: Count(2) + ds, lambda: chute.ChainDataset([Count(2), ds])):
+        with pytest.raises(TypeError) as info:
+            make()
+        assert str(info.value) == message
+    assert list(chute.ChainDataset([Count(1), TorchCount(2), iter("a")])) == [0, 0, 1, "a"]
+
+
 # -- Subset ------------------------------------------------------------------------------------
 
 

@@ -268,10 +268,25 @@ class ConcatDataset(Dataset[Any]):
 
 
 class ChainDataset(IterableDataset[Any]):
-    """Chains iterable datasets one after the other."""
+    """Chains iterable datasets one after the other (``a + b`` of iterable datasets).
+
+    A map-style part is refused when the chain is made (PyTorch refuses it with an
+    AssertionError once iterated): chaining it would iterate it by ``__getitem__`` until
+    IndexError, forever for a dataset that wraps its indices.
+
+    Example:
+        >>> list(ChainDataset([iter("ab"), iter("c")]))
+        ['a', 'b', 'c']
+    """
 
     def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets = list(datasets)
+        for k, d in enumerate(self.datasets):
+            if not is_iterable_dataset(d):
+                raise ChuteTypeError(
+                    f"ChainDataset only supports IterableDataset; dataset {k} is map-style "
+                    f"({type(d).__name__}), use ConcatDataset to join map-style datasets"
+                )
 
     def __iter__(self) -> Iterator[Any]:
         for d in self.datasets:
