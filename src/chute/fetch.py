@@ -15,7 +15,40 @@ import numpy as np
 from . import rng
 from .errors import ChuteValueError
 
-__all__ = ["FailedBatch", "MapFetcher", "IterableFetcher", "fetch_or_fail"]
+__all__ = ["FailedBatch", "MapFetcher", "IterableFetcher", "Keyed", "fetch_or_fail", "keyed"]
+
+
+class Keyed:
+    """A sampler's key that is not an integer (a list for bulk loading, a string), with its
+    position in the epoch, which keys its random stream (``batch_size=None`` only): the key
+    itself reaches ``__getitem__`` unchanged.
+
+    Example:
+        >>> Keyed(3, ["a", "b"])
+        ['a', 'b']
+    """
+
+    __slots__ = ("index", "position")
+
+    def __init__(self, position: int, index: Any) -> None:
+        self.position = position
+        self.index = index
+
+    def __repr__(self) -> str:  # error messages name the key, as the user's sampler gave it
+        return repr(self.index)
+
+    def __getstate__(self) -> tuple[int, Any]:
+        return self.position, self.index
+
+    def __setstate__(self, state: tuple[int, Any]) -> None:
+        self.position, self.index = state
+
+
+def keyed(indices: Iterator[Any], start: int) -> Iterator[Any]:
+    """The keys of an epoch without auto-batching, from position ``start`` on: integers as
+    they are (keyed by their value, as in a batch), anything else as :class:`Keyed`."""
+    for position, index in enumerate(indices, start):
+        yield index if isinstance(index, (int, np.integer)) else Keyed(position, index)
 
 
 class FailedBatch:
@@ -64,7 +97,12 @@ class MapFetcher:
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
         with rng.epoch_scope(self.seed, epoch):
             if not self.auto_collation:
-                with rng.sample_key(index):  # type: ignore[arg-type]
+                key: Any = index
+                if isinstance(key, Keyed):
+                    key, index = key.position, key.index
+                elif not isinstance(index, (int, np.integer)):  # no position known: unkeyed
+                    return self.collate_fn(self.dataset[index])
+                with rng.sample_key(key):
                     return self.collate_fn(self.dataset[index])
             # an int64 array only reaches here for datasets with accepts_index_arrays
             indices = index if isinstance(index, np.ndarray) else list(index)  # type: ignore[arg-type]

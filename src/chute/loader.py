@@ -19,7 +19,7 @@ from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
 from .errors import ChuteTypeError, ChuteValueError
-from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail
+from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail, keyed
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, epoch_batches, seed_from
 from .state import (
     STATE_VERSION,
@@ -306,7 +306,8 @@ class DataLoader(Generic[T]):
 
     def _tasks(self, skip: int) -> Iterator[Any]:
         as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
-        return epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
+        tasks = epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
+        return tasks if self._auto_collation else keyed(tasks, skip)
 
     def _main_first(self) -> bool:
         if self.main_first_batch is not None:

@@ -204,6 +204,50 @@ def test_an_iterable_dataset_longer_than_its_len_warns_like_torch(leaks):
         assert len(list(DataLoader(Unsharded(), batch_size=2))) == 3
 
 
+class Bulk:
+    """Takes a list of indices in __getitem__ (bulk loading without auto-batching)."""
+
+    def __len__(self):
+        return 35
+
+    def __getitem__(self, indices):
+        assert isinstance(indices, list)
+        return np.array([[i, chute.rng.current().random()] for i in indices])
+
+
+class Named:
+    """Keyed by strings."""
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, name):
+        return name, chute.rng.current().random()
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"num_workers": 2}, {"num_workers": 2, "worker_type": "thread"}]
+)
+def test_batch_size_none_passes_list_and_string_keys_unchanged(leaks, kw):
+    chunks = [list(range(lo, min(lo + 4, 35))) for lo in range(0, 35, 4)]
+    loader = DataLoader(Bulk(), batch_size=None, sampler=chunks, seed=3, **kw)
+    got = list(loader)
+    assert [b[:, 0].astype(int).tolist() for b in got] == chunks
+    expected = [chute.rng.stream(3, 0, position).random() for position in range(len(chunks))]
+    assert [b[0, 1] for b in got] == expected  # each key's stream: its position in the epoch
+    names = DataLoader(Named(), batch_size=None, sampler=["b", "a", "c"], seed=3, **kw)
+    rows = list(names)
+    assert [r[0] for r in rows] == ["b", "a", "c"]
+    assert [r[1] for r in rows] == [chute.rng.stream(3, 0, p).random() for p in range(3)]
+    it = iter(names)
+    next(it)
+    resumed = DataLoader(Named(), batch_size=None, sampler=["b", "a", "c"], **kw)
+    resumed.load_state_dict(names.state_dict())
+    # the rest of epoch 1: positions count from the start of the epoch
+    assert [r[1] for r in resumed] == [chute.rng.stream(3, 1, p).random() for p in (1, 2)]
+    del it
+
+
 def test_iterable_resume_needs_the_same_worker_count(leaks):
     def loader(workers):
         return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)
