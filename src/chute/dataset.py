@@ -177,15 +177,22 @@ class StackDataset(Dataset[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args and kwargs:
             raise ChuteValueError(
-                "StackDataset takes datasets either as positional or as keyword arguments, not both"
+                f"StackDataset: Supported either tuple-like (via args) or dict-like (via kwargs) "
+                f"input/output, but both types are given ({len(args)} positional, keywords "
+                f"{sorted(kwargs)}); pass the datasets either positionally or by keyword"
             )
         if not args and not kwargs:
-            raise ChuteValueError("StackDataset needs at least one dataset")
+            raise ChuteValueError("StackDataset: At least one dataset should be passed")
         self.datasets: tuple[Any, ...] | dict[str, Any] = args if args else dict(kwargs)
+        names = [str(k) for k in range(len(args))] if args else list(kwargs)
         parts = list(args) if args else list(kwargs.values())
         lengths = [len(d) for d in parts]
         if any(n != lengths[0] for n in lengths):
-            raise ChuteValueError(f"StackDataset needs datasets of equal length, got {lengths}")
+            shown = ", ".join(f"{name}: {n}" for name, n in zip(names, lengths))
+            raise ChuteValueError(
+                f"StackDataset: Size mismatch between datasets (lengths {shown}); every dataset "
+                f"must have the same number of samples"
+            )
         self._length = lengths[0]
 
     @property
@@ -208,8 +215,8 @@ class StackDataset(Dataset[Any]):
                 got = d.__getitems__(list(indices))
                 if len(got) != len(indices):
                     raise ChuteValueError(
-                        f"__getitems__ of {type(d).__name__} returned {len(got)} samples "
-                        f"for {len(indices)} indices"
+                        f"Nested dataset's output size mismatch. Expected {len(indices)}, got "
+                        f"{len(got)} (__getitems__ of {type(d).__name__} in a StackDataset)"
                     )
                 return list(got)
             out = []

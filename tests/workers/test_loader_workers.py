@@ -248,6 +248,20 @@ def test_batch_size_none_passes_list_and_string_keys_unchanged(leaks, kw):
     del it
 
 
+def _clones(batch):
+    return [t.clone() for t in batch]
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_nested_tensors_through_workers_and_the_default_collate_refusal(leaks):
+    torch = pytest.importorskip("torch")
+    ds = [torch.nested.nested_tensor([torch.arange(float(i + 1))]) for i in range(6)]
+    got = list(DataLoader(ds, batch_size=1, num_workers=2, collate_fn=_clones))
+    assert [b[0].values().tolist() for b in got] == [d.values().tolist() for d in ds]
+    with pytest.raises(RuntimeError, match="not currently supported by the default collate_fn"):
+        next(iter(DataLoader(ds, batch_size=1, num_workers=2)))
+
+
 def test_iterable_resume_needs_the_same_worker_count(leaks):
     def loader(workers):
         return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)
