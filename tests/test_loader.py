@@ -653,7 +653,8 @@ def test_collate_error_names_the_field_and_the_shapes() -> None:
     assert isinstance(ours.value, CollateError)
     assert str(ours.value) == (
         "default_collate: samples have different shapes at [0]['image']: (2, 2) (sample 0), "
-        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn"
+        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn (the samples of this "
+        "batch are dataset indices [0, 1, 2, 3], in that order)"
     )
 
 
@@ -667,6 +668,43 @@ def test_dataset_errors_reach_the_user_unchanged() -> None:
 
     with pytest.raises(KeyError, match="sample 0 is broken"):
         next(iter(chute.DataLoader(Broken(), batch_size=2)))
+
+
+def test_errors_without_workers_name_the_dataset_index() -> None:
+    class Uneven:
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int) -> Any:
+            if i == 7:
+                raise ValueError("bad pixel")
+            return np.zeros(i % 3 + 1)
+
+    it = iter(chute.DataLoader(Uneven(), batch_size=4, sampler=[5, 6, 7, 8, 3, 4]))
+    with pytest.raises(ValueError) as info:  # the exception itself
+        next(it)
+    assert str(info.value) == "bad pixel"
+    assert info.value.__notes__ == [
+        "while fetching dataset index 7 (sample 2 of the batch of dataset indices "
+        "[5, 6, 7, 8], epoch 0)"
+    ]
+    with pytest.raises(CollateError) as collate:
+        next(it)
+    assert str(collate.value) == (
+        "default_collate: samples have different shapes: (1,) (sample 0), (2,) (sample 1); "
+        "resize them to one shape or pass a collate_fn (the samples of this batch are dataset "
+        "indices [3, 4], in that order)"
+    )
+
+    def fussy(batch: Any) -> Any:
+        raise KeyError("label")
+
+    with pytest.raises(KeyError) as user:
+        next(iter(chute.DataLoader(list(range(40)), batch_size=20, collate_fn=fussy)))
+    assert user.value.__notes__ == [
+        "while collating a batch: the samples of this batch are dataset indices "
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...] (20 in all)"
+    ]
 
 
 # -- len ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import rng
-from .errors import ChuteValueError
+from .errors import ChuteValueError, CollateError
 
 __all__ = ["FailedBatch", "MapFetcher", "IterableFetcher", "Keyed", "fetch_or_fail", "keyed"]
 
@@ -116,10 +116,25 @@ class MapFetcher:
                     )
             else:
                 data = []
-                for i in indices:
+                for k, i in enumerate(indices):
                     with rng.sample_key(i):
-                        data.append(self.dataset[i])
-            return self.collate_fn(data)
+                        try:
+                            data.append(self.dataset[i])
+                        except Exception as exc:
+                            exc.add_note(
+                                f"while fetching dataset index {int(i)} (sample {k} of the "
+                                f"batch of dataset indices {_shown(indices)}, epoch {epoch})"
+                            )
+                            raise
+            try:
+                return self.collate_fn(data)
+            except Exception as exc:
+                where = f"the samples of this batch are dataset indices {_shown(indices)}"
+                if isinstance(exc, CollateError) and len(exc.args) == 1:  # ours: in the message
+                    exc.args = (f"{exc.args[0]} ({where}, in that order)",)
+                else:
+                    exc.add_note(f"while collating a batch: {where}")
+                raise
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -197,6 +212,12 @@ class IterableFetcher:
 
 
 _END = object()
+
+
+def _shown(indices: Any, most: int = 16) -> str:
+    """``[5, 6, 7]``, or the first ``most`` indices and how many there are."""
+    head = [int(i) for i in indices[:most]]
+    return str(head) if len(indices) <= most else f"{str(head)[:-1]}, ...] ({len(indices)} in all)"
 
 
 def _worker_position() -> tuple[int, int]:
