@@ -286,6 +286,7 @@ def test_arrays_of_strings_and_objects_like_torch() -> None:
     )
 
 
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
 def test_nested_and_sparse_tensors_are_refused_with_torchs_words() -> None:
     nested = [torch.nested.nested_tensor([torch.randn(5)]) for _ in range(2)]
     sparse = [torch.eye(2).to_sparse() for _ in range(2)]
