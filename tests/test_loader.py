@@ -707,6 +707,73 @@ def test_errors_without_workers_name_the_dataset_index() -> None:
     ]
 
 
+class SkipsTwo:
+    """An iterator object that raises instead of yielding 2, then goes on."""
+
+    def __init__(self) -> None:
+        self.i = -1
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> int:
+        self.i += 1
+        if self.i == 2:
+            raise ValueError("item 2 is corrupt")
+        if self.i >= 8:
+            raise StopIteration
+        return self.i
+
+
+class Stream(tud.IterableDataset):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __iter__(self) -> Any:
+        if self.kind == "iterator":
+            return SkipsTwo()
+        if self.kind == "plain":
+            return iter(range(8))
+        return (i if i != 2 else 1 / 0 for i in range(8))  # a generator: finished once it raised
+
+
+def no_twos(batch: list[int]) -> Any:
+    if 2 in batch:
+        raise KeyError("no twos")
+    return np.array(batch)
+
+
+def _with_errors(loader: Any) -> list[Any]:
+    out: list[Any] = []
+    it = iter(loader)
+    while True:
+        try:
+            out.append(np.asarray(next(it)).tolist())
+        except StopIteration:
+            return out
+        except Exception as exc:
+            out.append(type(exc).__name__)
+
+
+@pytest.mark.parametrize(
+    ("kind", "collate"), [("iterator", None), ("generator", None), ("plain", no_twos)]
+)
+def test_an_iterable_dataset_batch_that_fails_goes_on_like_torch(kind: str, collate: Any) -> None:
+    def run(module: Any) -> list[Any]:
+        return _with_errors(module.DataLoader(Stream(kind), batch_size=2, collate_fn=collate))
+
+    theirs = run(tud)
+    assert run(chute) == theirs
+    assert (
+        theirs
+        == {
+            "iterator": [[0, 1], "ValueError", [3, 4], [5, 6], [7]],
+            "generator": [[0, 1], "ZeroDivisionError"],
+            "plain": [[0, 1], "KeyError", [4, 5], [6, 7]],
+        }[kind]
+    )
+
+
 # -- len ---------------------------------------------------------------------------------------
 
 

@@ -171,8 +171,13 @@ class IterableFetcher:
         self.drop_last = drop_last
         self.seed = seed
 
-    def batches(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+    def batches(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
+
+        With ``keep_going``, a batch whose samples or collate raised is yielded as a
+        :class:`FailedBatch` (its samples so far are dropped, as PyTorch drops them) and the
+        next batch is pulled from the same iterator, as PyTorch does: a generator that raised
+        is finished, so the epoch ends there; an iterator object may go on.
 
         Each sample is pulled inside the random stream of its position in the loader's output
         (with ``W`` workers taking turns batch by batch, worker ``w``'s local sample ``p`` is
@@ -191,17 +196,24 @@ class IterableFetcher:
         while True:
             chunk: list[Any] = []
             with rng.epoch_scope(self.seed, epoch):
-                while len(chunk) < per:
-                    with rng.sample_key(((pos // per) * workers + worker) * per + pos % per):
-                        sample = next(it, _END)
-                    if sample is _END:
-                        break
-                    chunk.append(sample)
-                    pos += 1
-                done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
-                keep = not done and made >= skip
-                if keep:
-                    batch = self.collate_fn(chunk if size is not None else chunk[0])
+                try:
+                    while len(chunk) < per:
+                        with rng.sample_key(((pos // per) * workers + worker) * per + pos % per):
+                            sample = next(it, _END)
+                        if sample is _END:
+                            break
+                        chunk.append(sample)
+                        pos += 1
+                    done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
+                    keep = not done and made >= skip
+                    if keep:
+                        batch = self.collate_fn(chunk if size is not None else chunk[0])
+                except Exception as exc:
+                    if not keep_going:
+                        raise
+                    done, keep, batch = False, made >= skip, FailedBatch(exc)
+                    chunk = [None] * per  # the failed batch takes a whole batch's place
+                    pos = (made + 1) * per
             if done:
                 return
             if keep:

@@ -499,7 +499,7 @@ def _batches(
     fetcher = loader._fetcher()
     if loader.num_workers == 0:
         if isinstance(fetcher, IterableFetcher):
-            yield from fetcher.batches(epoch, skip)
+            yield from fetcher.batches(epoch, skip, keep_going=True)
         else:
             assert tasks is not None
             for task in tasks:  # a failed batch does not end the epoch (see _LoaderIter)
