@@ -402,6 +402,25 @@ def test_a_one_shot_iterator_as_dataset_is_refused(kind: str, tmp_path: Any) -> 
     assert [b.tolist() for b in chute.DataLoader(TorchStream(2, "int"), batch_size=2)] == [[0, 1]]
 
 
+class Rewinds(tud.IterableDataset):
+    """Its own iterator, rewound by __iter__: iterable again, so not refused."""
+
+    def __iter__(self) -> Any:
+        self.i = 0
+        return self
+
+    def __next__(self) -> int:
+        self.i += 1
+        if self.i > 3:
+            raise StopIteration
+        return self.i
+
+
+def test_an_iterator_that_rewinds_in_iter_is_accepted() -> None:
+    loader = chute.DataLoader(Rewinds(), batch_size=3)
+    assert [b.tolist() for b in loader] == [[1, 2, 3]] == [b.tolist() for b in loader]
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

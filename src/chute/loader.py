@@ -6,6 +6,7 @@ NOTE [ Loader state and exact resume ] in ``state.py``.
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import multiprocessing.context
 import os
@@ -468,8 +469,13 @@ def _warn_longer_than_reported(loader: DataLoader[Any], reported: int) -> None:
 
 def _refuse_one_shot_iterator(dataset: Any) -> None:
     """A generator or an open file can be iterated once: a second epoch would be empty and
-    every worker would share (or copy) its position."""
-    if hasattr(dataset, "__next__") and iter(dataset) is dataset:
+    every worker would share (or copy) its position. An object whose ``__iter__`` is Python
+    code that returns ``self`` may rewind itself there (a common IterableDataset pattern), so
+    only iterators whose ``__iter__`` is built in (generators, files, ``iter(list)``, ``map``)
+    are refused."""
+    if not hasattr(dataset, "__next__") or inspect.isfunction(type(dataset).__iter__):
+        return
+    if iter(dataset) is dataset:
         raise ChuteTypeError(
             f"DataLoader: the dataset is a one-shot iterator ({type(dataset).__name__}: it has "
             f"__next__ and iter() returns itself), so a second epoch would be empty and workers "
