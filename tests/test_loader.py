@@ -933,6 +933,51 @@ def test_resume_at_a_random_point_equals_the_uninterrupted_run(
     assert _batches_as_lists(it) == epochs[stop_epoch][stop:]  # the interrupted run goes on
 
 
+class FailsAt(chute.Dataset):
+    def __init__(self, n: int, bad: frozenset[int]) -> None:
+        self.n, self.bad = n, bad
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        if i in self.bad:
+            raise ValueError(f"sample {i}")
+        return i
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    batch_size=st.integers(1, 4),
+    bad=st.frozensets(st.integers(0, 19), max_size=4),
+    stop=st.integers(0, 8),
+    shuffle=st.booleans(),
+)
+def test_failed_batches_neither_end_the_epoch_nor_upset_resume(
+    n: int, batch_size: int, bad: frozenset[int], stop: int, shuffle: bool
+) -> None:
+    def loader() -> Any:
+        return chute.DataLoader(FailsAt(n, bad), batch_size=batch_size, shuffle=shuffle, seed=4)
+
+    whole = _with_errors(loader())
+    assert len(whole) == len(loader())  # every batch is there, failed or not
+    run = loader()
+    it = iter(run)
+    head = []
+    for _ in range(min(stop, len(whole))):
+        try:
+            head.append(np.asarray(next(it)).tolist())
+        except ValueError:
+            head.append("ValueError")
+    resumed = loader()
+    resumed.load_state_dict(run.state_dict())
+    if len(head) < len(whole):
+        assert head + _with_errors(resumed) == whole
+    else:  # all batches taken: the state is the next epoch's start
+        assert (resumed.state_dict()["epoch"], resumed.state_dict()["batches"]) == (1, 0)
+
+
 def test_state_after_break_and_after_len_batches_is_the_next_epoch() -> None:
     ds = Noisy(6)
     run = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=3)
