@@ -6,16 +6,17 @@ NOTE [ Loader state and exact resume ] in ``state.py``.
 
 from __future__ import annotations
 
-import inspect
-import multiprocessing
-import multiprocessing.context
-import os
 import reprlib
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ._checks import (
+    check_context,
+    refuse_one_shot_iterator,
+    warn_if_too_many_workers,
+    warn_longer_than_reported,
+)
 from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
@@ -59,7 +60,7 @@ class DataLoader(Generic[T]):
         worker_init_fn: called with the worker id in each worker.
         multiprocessing_context: "fork", "spawn", "forkserver" or a context object.
         generator: a ``torch.Generator`` or NumPy Generator to draw ``seed`` from.
-        prefetch_factor: batches in flight per worker (default 2 with workers).
+        prefetch_factor: batches in flight per worker (default 2 with workers; at least 1).
         persistent_workers: keep workers alive between epochs.
         pin_memory_device: accepted for compatibility (deprecated in PyTorch); ignored.
         in_order: accepted for compatibility; chute always yields batches in sampler order.
@@ -143,10 +144,10 @@ class DataLoader(Generic[T]):
                 f"(num_workers > 0), but got num_workers={num_workers}"
             )
         if multiprocessing_context is not None:
-            _check_context(multiprocessing_context)
+            check_context(multiprocessing_context)
         if num_workers > 0:
-            _warn_if_too_many_workers(num_workers, worker_type)
-        _refuse_one_shot_iterator(dataset)
+            warn_if_too_many_workers(num_workers, worker_type)
+        refuse_one_shot_iterator(dataset)
         if format not in FORMATS:
             raise ChuteValueError(f"format must be one of {FORMATS}, got format={format!r}")
         if worker_type not in WORKER_TYPES:
@@ -409,82 +410,6 @@ class DataLoader(Generic[T]):
         )
 
 
-def _check_context(context: Any) -> None:
-    """Refuse a ``multiprocessing_context`` as torch's constructor does (and in its words)."""
-    if isinstance(context, str):
-        methods = multiprocessing.get_all_start_methods()
-        if context not in methods:
-            raise ChuteValueError(
-                f"multiprocessing_context option should specify a valid start method in "
-                f"{methods!r}, but got multiprocessing_context={context!r}"
-            )
-    elif not isinstance(context, multiprocessing.context.BaseContext):
-        raise ChuteTypeError(
-            f"multiprocessing_context option should be a valid context object or a string "
-            f"specifying the start method, but got multiprocessing_context={context!r}"
-        )
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
-_TOO_MANY = 2  # warn above this many workers per usable CPU
-
-
-def _warn_if_too_many_workers(num_workers: int, worker_type: str) -> None:
-    cpus = _usable_cpus()
-    if num_workers > _TOO_MANY * cpus:
-        kind = "worker threads" if worker_type == "thread" else "worker processes"
-        warnings.warn(
-            f"This DataLoader will create {num_workers} {kind} in total. Our suggested max "
-            f"number of worker in current system is {cpus} (the CPUs this process may run on), "
-            f"which is smaller than what this DataLoader is going to create. Please be aware "
-            f"that excessive worker creation might get DataLoader running slow or even freeze, "
-            f"lower the worker number to avoid potential slowness/freeze if necessary "
-            f"(try num_workers={cpus})",
-            stacklevel=3,
-        )
-
-
-def _warn_longer_than_reported(loader: DataLoader[Any], reported: int) -> None:
-    """torch's guard against every worker yielding the whole iterable dataset."""
-    msg = (
-        f"Length of IterableDataset {type(loader.dataset).__name__} was reported to be "
-        f"{reported} (len(dataloader), in batches), but {reported + 1} batches have been "
-        f"fetched."
-    )
-    if loader.num_workers > 0:
-        msg += (
-            f" For multiprocessing data-loading, this could be caused by not properly "
-            f"configuring the IterableDataset replica at each worker: each of the "
-            f"{loader.num_workers} workers iterates its own copy, so give each its share with "
-            f"chute.get_worker_info() (docs/workers.md)."
-        )
-    warnings.warn(msg, stacklevel=3)
-
-
-def _refuse_one_shot_iterator(dataset: Any) -> None:
-    """A generator or an open file can be iterated once: a second epoch would be empty and
-    every worker would share (or copy) its position. An object whose ``__iter__`` is Python
-    code that returns ``self`` may rewind itself there (a common IterableDataset pattern), so
-    only iterators whose ``__iter__`` is built in (generators, files, ``iter(list)``, ``map``)
-    are refused."""
-    if not hasattr(dataset, "__next__") or inspect.isfunction(type(dataset).__iter__):
-        return
-    if iter(dataset) is dataset:
-        raise ChuteTypeError(
-            f"DataLoader: the dataset is a one-shot iterator ({type(dataset).__name__}: it has "
-            f"__next__ and iter() returns itself), so a second epoch would be empty and workers "
-            f"would repeat or lose its items; pass a dataset that makes a new iterator in each "
-            f"__iter__, e.g. an IterableDataset whose __iter__ opens the file or calls the "
-            f"generator function, or list(...) of it if it is small"
-        )
-
-
 class _Progress:
     """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
 
@@ -557,7 +482,7 @@ class _LoaderIter:
             raise
         self.progress.yielded += 1  # a failed batch is used up too: resuming skips it
         if self._reported is not None and self.progress.yielded == self._reported + 1:
-            _warn_longer_than_reported(self.loader, self._reported)
+            warn_longer_than_reported(self.loader, self._reported)
         if isinstance(batch, FailedBatch):  # raised; the next next() goes on, as in torch
             exc, batch.exception = batch.exception, None
             # the traceback keeps this frame: let it hold neither the iterator nor the batch,
