@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chute
-from chute.sampler import seed_from
+from chute.sampler import epoch_batches, seed_from
+from user_samplers import EvensFirst
 
 torch = pytest.importorskip("torch")
 tud = torch.utils.data
@@ -211,6 +212,39 @@ def test_batches_from_is_a_slice_of_the_epoch(
     assert list(generic.batches_from(start)) == full[start:]
 
 
+class Reversed(chute.SequentialSampler):
+    def __iter__(self) -> Any:
+        return iter(range(len(self.data_source) - 1, -1, -1))
+
+
+def test_subclasses_with_their_own_iter_are_iterated() -> None:
+    grouped = EvensFirst(chute.SequentialSampler(range(8)), 2, False)
+    assert list(epoch_batches(grouped)) == [[0, 2], [4, 6], [1, 3], [5, 7]]
+    assert list(epoch_batches(grouped, 3)) == [[5, 7]]
+    over_reversed = chute.BatchSampler(Reversed(range(5)), 2, False)
+    assert list(over_reversed) == [[4, 3], [2, 1], [0]]
+    assert list(over_reversed.batches_from(1)) == [[2, 1], [0]]
+    assert list(epoch_batches(Reversed(range(3)), 1)) == [1, 0]
+
+
+class OddsOnly(chute.RandomSampler):
+    """Overrides epoch_indices only: chute's __iter__ still applies, and so does the fast path."""
+
+    def epoch_indices(self) -> np.ndarray:
+        return super().epoch_indices()[::2]
+
+    def __len__(self) -> int:
+        return (super().__len__() + 1) // 2
+
+
+def test_overriding_what_iter_calls_keeps_the_fast_path_consistent() -> None:
+    fast = chute.BatchSampler(OddsOnly(range(9), seed=3), 2, False)
+    full = list(fast)
+    fast.sampler.set_epoch(0)
+    assert next(epoch_batches(fast, 1, as_arrays=True)).tolist() == full[1]
+    assert sum(len(b) for b in full) == 5
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, True, False, 2.0, None])
 def test_batch_sampler_bad_batch_size_same_as_torch(batch_size: Any) -> None:
     with pytest.raises(Exception) as theirs:
@@ -346,6 +380,53 @@ def test_seed_from() -> None:
     assert seed_from(g1) == seed_from(g2)
     assert seed_from() != seed_from()
     assert 0 <= seed_from() < 2**63
+
+
+def test_without_a_seed_torch_manual_seed_decides_as_in_torch() -> None:
+    def run() -> tuple[Any, ...]:
+        torch.manual_seed(0)
+        split = [s.indices.tolist() for s in chute.random_split(range(20), [16, 4])]
+        sampler = list(chute.RandomSampler(range(10)))
+        loader = [b.tolist() for b in chute.DataLoader(np.arange(10), batch_size=4, shuffle=True)]
+        return split, sampler, loader
+
+    first = run()
+    assert run() == first  # the same in every run of a seeded script
+    torch.manual_seed(0)
+    theirs = [list(s.indices) for s in tud.random_split(range(20), [16, 4])]
+    assert first[0] == theirs  # torch's own split for the same global seed
+    torch.manual_seed(1)
+    assert [s.indices.tolist() for s in chute.random_split(range(20), [16, 4])] != theirs
+
+
+_WITHOUT_TORCH = """
+import sys
+import numpy as np
+import chute
+np.random.seed(int(sys.argv[1]))
+split = [s.indices.tolist() for s in chute.random_split(range(20), [16, 4])]
+sampler = list(chute.RandomSampler(range(10)))
+loader = [b.tolist() for b in chute.DataLoader(np.arange(10), batch_size=4, shuffle=True)]
+assert "torch" not in sys.modules
+print(split, sampler, loader)
+"""
+
+
+def test_without_a_seed_and_without_torch_numpys_global_seed_decides() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(chute.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": src}
+
+    def run(seed: int) -> str:
+        cmd = [sys.executable, "-c", _WITHOUT_TORCH, str(seed)]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
 
 
 @pytest.mark.parametrize("bad", [True, 1.5, "3"])

@@ -2,7 +2,8 @@
 
 NOTE [ Epoch order is a pure function ]
 The order of an epoch depends on ``(seed, epoch, rank, num_replicas)`` and the sampler's own
-arguments only: never on the worker count, the wall clock or global RNG state. A sampler's
+arguments only: never on the worker count, the wall clock or global RNG state (which only
+supplies the seed when none is given, see :func:`seed_from`). A sampler's
 whole state is therefore ``{"seed", "epoch"}``, which makes resuming exact and cheap: the
 loader restores the state and slices the epoch's index array at the resume point, without
 fetching (or even drawing) the batches before it.
@@ -10,12 +11,23 @@ fetching (or even drawing) the batches before it.
 Random samplers reshuffle on every ``iter()`` (as PyTorch's do): iterating uses the current
 ``epoch`` and then advances it. ``DistributedSampler`` follows PyTorch and keeps the same
 order until ``set_epoch`` is called.
+
+NOTE [ Fast paths are taken only for chute's own methods ]
+Two fast paths skip ``__iter__``: a chute index sampler's epoch is one NumPy array
+(``take_epoch``) that :class:`BatchSampler` slices, and the loader asks a batch sampler for
+``batches_from(start)`` (slicing at a resume point instead of iterating up to it). A subclass
+that overrides ``__iter__`` (a bucketing or grouped batch sampler, a sampler with its own
+order) must be iterated instead, so :func:`epoch_batches` and :meth:`BatchSampler.batches_from`
+decide in one place, :func:`_own_iter`: the fast path is taken only when ``type(x).__iter__``
+*is* chute's function (identity, not ``getattr``: an inherited ``take_epoch`` proves
+nothing). Overriding ``epoch_indices`` or ``batches_from`` is fine: chute's ``__iter__`` calls
+them, so the fast path and ``__iter__`` still agree.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-import secrets
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +44,7 @@ __all__ = [
     "WeightedRandomSampler",
     "BatchSampler",
     "DistributedSampler",
+    "epoch_batches",
     "seed_from",
 ]
 
@@ -40,17 +53,30 @@ _SEED_BITS = 63
 
 
 def seed_from(generator: Any = None, seed: int | None = None) -> int:
-    """Return an integer seed: ``seed`` if given, else one drawn from ``generator``, else fresh.
+    """Return an integer seed: ``seed`` if given, else one drawn from ``generator``, else one
+    drawn from the global generator.
 
     ``generator`` may be a ``torch.Generator`` (one int64 is drawn from it, as PyTorch draws
-    its loader base seed) or a ``numpy.random.Generator``.
+    its loader base seed) or a ``numpy.random.Generator``. Without either, the seed is drawn
+    from torch's default generator when torch is imported (as PyTorch does: after
+    ``torch.manual_seed(0)`` every run gets the same seed), else from NumPy's global
+    ``RandomState`` (``np.random.seed``); unseeded, both differ from run to run.
+
+    Example:
+        >>> seed_from(seed=5)
+        5
+        >>> seed_from(np.random.default_rng(0)) == seed_from(np.random.default_rng(0))
+        True
     """
     if seed is not None:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise ChuteTypeError(f"seed must be an int, got {seed!r}")
         return int(seed)
     if generator is None:
-        return secrets.randbits(_SEED_BITS)
+        torch = loaded("torch")
+        if torch is not None:  # torch's default generator, drawn as PyTorch draws its seeds
+            return int(torch.empty((), dtype=torch.int64).random_().item())
+        return int(np.random.randint(0, 2**_SEED_BITS - 1, dtype=np.int64))
     if isinstance(generator, np.random.Generator):
         return int(generator.integers(0, 2**_SEED_BITS))
     torch = loaded("torch")
@@ -108,7 +134,11 @@ class _EpochSampler(Sampler[int]):
         raise NotImplementedError
 
     def take_epoch(self) -> np.ndarray:
-        """The current epoch's indices; random samplers then move on to the next epoch."""
+        """The current epoch's indices; random samplers then move on to the next epoch.
+
+        This is what ``__iter__`` yields; only used in place of ``__iter__`` when that is
+        chute's own (NOTE [ Fast paths are taken only for chute's own methods ]).
+        """
         out = self.epoch_indices()
         if self._advance_on_iter:
             self.epoch += 1
@@ -391,9 +421,9 @@ class BatchSampler(Sampler[list[int]]):
         int64 array slice (no list is built), which the loader hands to datasets that accept
         them. Other samplers give lists either way.
         """
-        take = getattr(self.sampler, "take_epoch", None)
-        if take is not None:
-            return self._slices(take(), start, as_list=not as_arrays)
+        sampler: Any = self.sampler
+        if _own_iter(sampler, _EpochSampler):
+            return self._slices(sampler.take_epoch(), start, as_list=not as_arrays)
         return self._generic(start)
 
     def _slices(self, order: np.ndarray, start: int, as_list: bool = True) -> Iterator[Any]:
@@ -422,3 +452,28 @@ class BatchSampler(Sampler[list[int]]):
         if self.drop_last:
             return n // self.batch_size
         return (n + self.batch_size - 1) // self.batch_size
+
+
+def _own_iter(obj: Any, cls: type[Any]) -> bool:
+    """True when ``obj`` is a ``cls`` iterated by ``cls.__iter__`` itself: the one test of
+    NOTE [ Fast paths are taken only for chute's own methods ]."""
+    mine: Any = type(obj)
+    return isinstance(obj, cls) and mine.__iter__ is cls.__iter__
+
+
+def epoch_batches(
+    index_sampler: Iterable[Any], start: int = 0, as_arrays: bool = False
+) -> Iterator[Any]:
+    """What ``iter(index_sampler)`` yields, from item number ``start`` on.
+
+    A chute :class:`BatchSampler` (``__iter__`` not overridden) slices its epoch at ``start``
+    (with ``as_arrays``, int64 array slices); anything else is iterated, skipping ``start``
+    items. ``iter()`` is called now, so the epoch's order is drawn now.
+
+    Example:
+        >>> list(epoch_batches(BatchSampler(range(5), 2, False), 1))
+        [[2, 3], [4]]
+    """
+    if _own_iter(index_sampler, BatchSampler):
+        return index_sampler.batches_from(start, as_arrays=as_arrays)  # type: ignore[attr-defined]
+    return itertools.islice(iter(index_sampler), start, None)
