@@ -456,3 +456,16 @@ def test_torch_backend_without_simplejpeg(
         got = _fetch_at(ds, i, 5, 0)
         assert got.shape == (3 if mode == "RGB" else 1, 40, 40) and got.flags.writeable
         assert np.array_equal(got, with_sj[i])
+
+
+def test_reduced_decoding_applies_the_pixel_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    write_jpeg(_smooth(40, 40), root / "a" / "x.jpg")
+    ds = ImageFolder(root, transform=Compose([RandomResizedCrop(8), ToTensor()]))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1600 > 2 * 500
+    with pytest.raises(ImageDecodeError, match="decompression-bomb limit of 500") as info:
+        ds[0]
+    assert str(root / "a" / "x.jpg") in str(info.value)

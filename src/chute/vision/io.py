@@ -23,6 +23,7 @@ import enum
 import importlib.util
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,49 @@ def _finish_pil(img: Any, mode: ImageReadMode, exif: bool, name: str) -> np.ndar
         raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
 
 
+_PIL_DEFAULT_MAX_PIXELS = 89478485  # Pillow's Image.MAX_IMAGE_PIXELS (1024 * 1024 * 1024 // 4 // 3)
+
+
+def check_pixel_limit(height: int, width: int, name: str) -> None:
+    """Apply Pillow's decompression-bomb limit to an image's header dimensions.
+
+    NOTE [ One pixel limit for every decoder ]
+    Pillow refuses to open an image of more than ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels
+    and warns (``DecompressionBombWarning``) above ``MAX_IMAGE_PIXELS``. simplejpeg has no
+    such limit: a 631-byte JPEG whose header claims 15000 x 15000 would allocate 675 MB. So
+    every decode path reads the header dimensions first and calls this, with Pillow's
+    current setting (``MAX_IMAGE_PIXELS = None`` turns the check off, as in Pillow).
+
+    Raises:
+        ImageDecodeError: more than twice the limit (names the file, its size and the limit).
+    """
+    limit: int | None = _PIL_DEFAULT_MAX_PIXELS
+    Image = loaded("PIL.Image")
+    if Image is None and importlib.util.find_spec("PIL") is not None:
+        Image = require("PIL.Image", "decoding images")
+    if Image is not None:
+        limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    pixels = max(int(height), 1) * max(int(width), 1)
+    if pixels > 2 * limit:
+        raise ImageDecodeError(
+            f"image {name!r} claims {width} x {height} = {pixels} pixels, over twice the "
+            f"decompression-bomb limit of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS); "
+            f"raise that limit if the file is trusted"
+        )
+    if pixels > limit:
+        category: type[Warning] = (
+            Image.DecompressionBombWarning if Image is not None else RuntimeWarning
+        )
+        warnings.warn(
+            f"image {name!r} has {pixels} pixels, over the decompression-bomb limit of "
+            f"{limit} pixels (PIL.Image.MAX_IMAGE_PIXELS): it could be a decompression bomb",
+            category,
+            stacklevel=3,
+        )
+
+
 def _has_simplejpeg() -> bool:
     return loaded("simplejpeg") is not None or importlib.util.find_spec("simplejpeg") is not None
 
@@ -213,9 +257,10 @@ def _decode_simplejpeg(
     """Decode with simplejpeg; None when it cannot give the requested result."""
     sj = require("simplejpeg", "fast JPEG decoding")
     try:
-        _, _, colorspace, _ = sj.decode_jpeg_header(data)
+        height, width, colorspace, _ = sj.decode_jpeg_header(data)
     except Exception:
         return None  # let Pillow produce the error message (or decode what it can)
+    check_pixel_limit(height, width, name)
     space = _sj_colorspace(colorspace, mode)
     if space is None:
         return None

@@ -113,7 +113,7 @@ def denominator(height: int, width: int, box_hw: tuple[int, int], out_hw: tuple[
     return 1
 
 
-def _sj_space(raw: bytes, mode: _io.ImageReadMode) -> tuple[int, int, str] | None:
+def _sj_space(raw: bytes, name: str, mode: _io.ImageReadMode) -> tuple[int, int, str] | None:
     """(H, W, "RGB" or "GRAY") when simplejpeg decodes ``raw`` as read_image would, else None."""
     if not _io._has_simplejpeg():
         return None
@@ -122,6 +122,7 @@ def _sj_space(raw: bytes, mode: _io.ImageReadMode) -> tuple[int, int, str] | Non
         height, width, colorspace, _ = sj.decode_jpeg_header(raw)
     except Exception:
         return None  # Pillow then decodes what it can, or names the error
+    _io.check_pixel_limit(height, width, name)  # NOTE [ One pixel limit for every decoder ]
     space = _io._sj_colorspace(colorspace, mode)
     return None if space is None else (int(height), int(width), space)
 
@@ -217,7 +218,7 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
         for t in p.rest:
             out = t(out)
         return out
-    sj = _sj_space(raw, mode)
+    sj = _sj_space(raw, name, mode)
     pil = None
     if sj is not None:
         height, width, _ = sj
