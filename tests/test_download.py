@@ -300,3 +300,95 @@ def test_files_put_in_place_have_the_usual_permissions(http_server, tmp_path):
     out = extract_archive(arc)
     mode = (tmp_path / "plain").stat().st_mode
     assert arc.stat().st_mode == out.stat().st_mode == mode
+
+
+def test_extract_into_a_symlinked_dataset_folder(tmp_path):
+    elsewhere = tmp_path / "disk2" / "top-real"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "mine.txt").write_text("keep")
+    (elsewhere / "x.txt").write_text("old")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "top").symlink_to(elsewhere, target_is_directory=True)
+    arc = _tar(
+        tmp_path / "a.tar.gz",
+        [_file("top/x.txt"), _file("top/sub/y.txt")],
+        {"top/x.txt": b"new", "top/sub/y.txt": b"y"},
+    )
+    extract_archive(arc, out)
+    assert (out / "top").is_symlink()
+    assert (elsewhere / "x.txt").read_bytes() == b"new"
+    assert (elsewhere / "sub" / "y.txt").read_bytes() == b"y"
+    assert (elsewhere / "mine.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.iterdir()) == ["top"]
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["top-real"]
+
+
+def test_extract_over_an_existing_folder_is_one_rename(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    (out / "top").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (out / "top" / name).write_text("old")
+    (out / "top" / "mine.txt").write_text("keep")
+    names = ["top/a.txt", "top/b.txt", "top/c.txt"]
+    arc = _tar(tmp_path / "a.tgz", [_file(n) for n in names], dict.fromkeys(names, b"new"))
+    seen = []
+
+    def observe():
+        top = out / "top"
+        if top.is_dir():
+            seen.append({p.read_text() for p in top.iterdir() if p.name != "mine.txt"})
+
+    real_replace, real_rename = os.replace, os.rename
+
+    def replace(src, dst):
+        observe()
+        real_replace(src, dst)
+        observe()
+
+    def rename(src, dst):
+        observe()
+        real_rename(src, dst)
+        observe()
+
+    monkeypatch.setattr(dl.os, "replace", replace)
+    monkeypatch.setattr(dl.os, "rename", rename)
+    extract_archive(arc, out)
+    monkeypatch.undo()
+    assert seen and all(s in ({"old"}, {"new"}) for s in seen), seen  # never a mix
+    assert {p.name: p.read_text() for p in (out / "top").iterdir()} == {
+        "a.txt": "new",
+        "b.txt": "new",
+        "c.txt": "new",
+        "mine.txt": "keep",
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["top"]
+
+
+def test_extract_a_file_over_a_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    (out / "top").mkdir(parents=True)
+    arc = _tar(tmp_path / "a.tgz", [_file("top")], {"top": b"x"})
+    with pytest.raises(UnsafeArchiveError, match=r"refusing to extract over .*out/top: it is a"):
+        extract_archive(arc, out)
+    assert (out / "top").is_dir() and sorted(p.name for p in out.iterdir()) == ["top"]
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
+    reason="needs /dev/shm on another file system than /tmp",
+)
+def test_extract_into_a_symlink_to_another_file_system(tmp_path):
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        target = Path(other) / "top"
+        target.mkdir()
+        (target / "x.txt").write_text("old")
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "top").symlink_to(target, target_is_directory=True)
+        arc = _tar(tmp_path / "a.tgz", [_file("top/x.txt")], {"top/x.txt": b"new"})
+        extract_archive(arc, out)
+        assert (target / "x.txt").read_bytes() == b"new"
+        assert sorted(p.name for p in Path(other).iterdir()) == ["top"]

@@ -15,6 +15,7 @@ installed and ``progress=True``.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import http.client
@@ -376,15 +377,82 @@ def _check_zip_members(archive: Path, zf: zipfile.ZipFile) -> None:
             )
 
 
+def _rename(src: Path, dst: Path) -> None:
+    """``os.replace(src, dst)``; across file systems, a copy next to ``dst`` renamed onto it."""
+    try:
+        os.replace(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".incoming", dir=dst.parent))
+    copy = tmp / dst.name
+    try:
+        if src.is_dir():
+            shutil.copytree(src, copy, symlinks=True)
+        else:
+            shutil.copy2(src, copy, follow_symlinks=False)
+        os.replace(copy, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep_extras(old: Path, new: Path) -> None:
+    """Move what ``old`` has and ``new`` lacks into ``new`` (folders merged recursively)."""
+    for entry in old.iterdir():
+        target = new / entry.name
+        if not target.exists() and not target.is_symlink():
+            os.replace(entry, target)
+        elif entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            _keep_extras(entry, target)
+
+
+def _swap_in(entry: Path, final: Path) -> None:
+    """Put the extracted ``entry`` at ``final`` in one rename (see NOTE [ Extraction moves ])."""
+    real = Path(os.path.realpath(final))  # a symlinked dataset folder: its target
+    if not real.exists():
+        _rename(entry, real)
+        return
+    if not (entry.is_dir() and not entry.is_symlink() and real.is_dir()):
+        if real.is_dir():
+            raise UnsafeArchiveError(
+                f"refusing to extract over {real}: it is a folder, the archive has a file "
+                f"{entry.name!r} there"
+            )
+        _rename(entry, real)
+        return
+    incoming = entry
+    if os.stat(entry).st_dev != os.stat(real.parent).st_dev:
+        incoming = real.parent / f".{real.name}.{secrets.token_hex(4)}.incoming"
+        shutil.copytree(entry, incoming, symlinks=True)
+    aside = real.parent / f".{real.name}.{secrets.token_hex(4)}.old"
+    os.rename(real, aside)
+    try:
+        os.rename(incoming, real)
+    except BaseException:
+        os.rename(aside, real)
+        raise
+    finally:
+        if incoming is not entry:
+            shutil.rmtree(incoming, ignore_errors=True)
+    _keep_extras(aside, real)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _move_into(staging: Path, dest: Path) -> None:
+    """Move each top-level entry of ``staging`` into ``dest``, one rename each.
+
+    NOTE [ Extraction moves ]
+    A top-level folder of the archive (``cifar-10-batches-py``) appears at its place in one
+    rename: a reader sees the old folder or the complete new one, never a mix. When the folder
+    exists, the old one is renamed aside, the new one renamed in, and only then the old
+    folder's files the archive does not have (the user's own) are moved back into it. A
+    dataset folder that is a symlink (data kept on another disk) is followed: the link stays,
+    its target gets the new contents, copied first to the target's file system when that is
+    another one.
+    """
     for entry in staging.iterdir():
-        final = dest / entry.name
-        if final.is_dir() and not final.is_symlink() and entry.is_dir():
-            _move_into(entry, final)
-            continue
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(entry, final)
+        _swap_in(entry, dest / entry.name)
 
 
 def extract_archive(
@@ -395,7 +463,9 @@ def extract_archive(
     Every member is checked before anything is written: absolute paths, ``..`` components,
     and links that point outside ``dest`` raise :class:`UnsafeArchiveError` naming the archive
     and the member. The archive is unpacked into a temporary folder inside ``dest`` and then
-    moved into place, so a failed extraction leaves ``dest`` as it was.
+    moved into place, so a failed extraction leaves ``dest`` as it was. Each top-level entry
+    lands in one rename (NOTE [ Extraction moves ]): an existing folder is replaced as a
+    whole (files of its own that the archive lacks are kept), a symlinked folder is followed.
 
     Args:
         path: the archive.
