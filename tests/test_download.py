@@ -392,3 +392,82 @@ def test_extract_into_a_symlink_to_another_file_system(tmp_path):
         extract_archive(arc, out)
         assert (target / "x.txt").read_bytes() == b"new"
         assert sorted(p.name for p in Path(other).iterdir()) == ["top"]
+
+
+def test_concurrent_downloads_to_one_destination_share_one_fetch(http_server, tmp_path):
+    """Every DDP rank downloading at once: one fetch, the others wait and find the file."""
+    route = http_server.add("/f.bin", BODY, ["slow"] * 8)
+    dest = tmp_path / "f.bin"
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        "from chute.download import download_url\n"
+        "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"
+        "download_url(sys.argv[1], sys.argv[2], md5=sys.argv[4], progress=False, timeout=30)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, http_server.url("/f.bin"), str(dest), str(go), MD5],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    try:
+        time.sleep(1.0)  # let all four start and wait at the same line
+        go.touch()
+        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert dest.read_bytes() == BODY
+    assert len(route.requests) == 1  # the others waited for the lock, then found the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "go"]  # no .part, no .lock
+
+
+def test_lock_is_exclusive_and_leaves_no_file(tmp_path):
+    dest = tmp_path / "f.bin"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from chute.download import _exclusive\n"
+        "with _exclusive(Path(sys.argv[1])):\n"
+        "    print('in', flush=True); time.sleep(0.5); print('out', flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(dest)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    t0 = time.monotonic()
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(o == "in\nout\n" for o in outs) and [p.returncode for p in procs] == [0, 0, 0]
+    assert time.monotonic() - t0 >= 1.5  # held one after the other
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("announce_length", [True, False])
+def test_a_download_cut_at_every_byte_offset_never_leaves_a_file(
+    http_server, tmp_path, announce_length
+):
+    body = bytes(range(256)) * 2  # a small file: 512 bytes
+    md5 = hashlib.md5(body).hexdigest()
+    for cut in range(len(body)):
+        route = http_server.add(f"/{cut}", body, [f"cut={cut}"])
+        if not announce_length:
+            route.body = body[:cut]  # a server that sends a shorter file, length and all
+        dest = tmp_path / str(cut) / "f.bin"
+        with pytest.raises(DownloadError, match=r"could not download f\.bin") as info:
+            download_url(http_server.url(f"/{cut}"), dest, md5=md5, retries=1, **FAST)
+        assert not dest.exists(), cut
+        message = str(info.value)
+        assert ("truncated" in message) if announce_length else ("md5 mismatch" in message)
+        route.body = body
+        assert download_url(http_server.url(f"/{cut}"), dest, md5=md5, **FAST).read_bytes() == body
+        assert sorted(p.name for p in dest.parent.iterdir()) == ["f.bin"]

@@ -9,12 +9,23 @@ with :func:`os.replace`, so ``dest`` is either absent or a verified file, never 
 A ``.part`` file whose checksum does not match is deleted (it cannot be resumed into a good
 file). A ``dest`` that already verifies is never fetched again.
 
+NOTE [ One downloader per destination ]
+Every rank of a distributed job may call ``download_url`` for the same file at once. Two
+processes appending to one ``.part`` file would interleave their bytes, so the whole
+fetch-verify-rename runs under an exclusive ``fcntl.flock`` on ``.dest.lock`` in the same
+folder. A process that waited for the lock first checks whether ``dest`` now verifies (the
+usual case: another rank fetched it) and returns without a request. The holder deletes the
+lock file before releasing it; a waiter that then holds the lock of a deleted file opens
+the path again, so no stray lock file is left and no two holders can overlap. Without
+``fcntl`` (Windows) there is no lock.
+
 Only the standard library is used (:mod:`urllib`); a progress bar is shown when ``tqdm`` is
 installed and ``progress=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -206,6 +217,37 @@ def _fetch_into(url: str, part: Path, timeout: float, progress: bool) -> None:
             )
 
 
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """Hold the lock of ``target`` (see NOTE [ One downloader per destination ])."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock = target.with_name(f".{target.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # the holder deleted that lock file: take the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)  # releases the lock
+
+
 def download_url(
     urls: str | Sequence[str],
     dest: str | os.PathLike[str],
@@ -259,13 +301,16 @@ def download_url(
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     errors: list[str] = []
-    for url in url_list:
-        error = _try_url(
-            url, part, target, (md5, sha256, size), timeout, retries, backoff, progress
-        )
-        if error is None:
-            return target
-        errors.append(f"  {url}: {error}")
+    with _exclusive(target):
+        if target.is_file() and _mismatch(target, md5, sha256, size) is None:
+            return target  # another process fetched it while this one waited
+        for url in url_list:
+            error = _try_url(
+                url, part, target, (md5, sha256, size), timeout, retries, backoff, progress
+            )
+            if error is None:
+                return target
+            errors.append(f"  {url}: {error}")
     tried = "\n".join(errors)
     wanted = ", ".join(
         f"{k} {v}" for k, v in (("md5", md5), ("sha256", sha256), ("size", size)) if v is not None
