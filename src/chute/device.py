@@ -98,7 +98,7 @@ def _narrow_for_jax(arr: np.ndarray) -> np.ndarray:
     narrow = _NARROW.get(arr.dtype.kind)
     if narrow is None or arr.dtype.itemsize <= np.dtype(narrow).itemsize:
         return arr
-    out = arr.astype(narrow)
+    out: np.ndarray = arr.astype(narrow)
     if arr.dtype.kind in "iu":
         info = np.iinfo(narrow)
         lost = arr.size and (arr.min() < info.min or arr.max() > info.max)
