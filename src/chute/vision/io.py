@@ -44,6 +44,7 @@ __all__ = [
     "write_png",
     "write_jpeg",
     "write_file",
+    "to_uint8",
 ]
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray
@@ -222,6 +223,21 @@ def check_pixel_limit(height: int, width: int, name: str) -> None:
             category,
             stacklevel=3,
         )
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """A uint16 image scaled to uint8 (``round(v * 255 / 65535)``); other arrays as they are.
+
+    The file datasets promise 8-bit images: a 16-bit PNG among 8-bit ones must not reach a
+    batch with values up to 65535. ``read_image`` keeps 16 bits, as torchvision's does.
+
+    Example:
+        >>> to_uint8(np.array([0, 257, 32896, 65535], np.uint16)).tolist()
+        [0, 1, 128, 255]
+    """
+    if arr.dtype != np.uint16:
+        return arr
+    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _has_simplejpeg() -> bool:

@@ -211,7 +211,7 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
     ``hwc`` (the layout of ``ImageFolder``'s default loader), before the rest run.
     """
     if not raw.startswith(_io._JPEG_MAGIC):
-        out = _io._decode_raw(raw, name, mode, False)
+        out = _io.to_uint8(_io._decode_raw(raw, name, mode, False))  # 8-bit, as promised
         if hwc:
             out = np.ascontiguousarray(out.transpose(1, 2, 0))
         out = p.first(out)

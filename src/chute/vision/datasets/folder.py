@@ -29,7 +29,7 @@ import numpy as np
 from ... import rng
 from ...errors import ChuteKeyError, ChuteValueError, DatasetFormatError
 from ...stacked import StackedSamples
-from ..io import ImageReadMode, decode_image, read_image
+from ..io import ImageReadMode, decode_image, read_image, to_uint8
 from ..transforms import Compose, apply_batch, is_batchable
 from . import _reduced
 from ._strings import PackedStrings
@@ -144,8 +144,13 @@ def pil_loader(path: str) -> Any:
 
 
 def default_loader(path: str) -> np.ndarray:
-    """Read an image file as an H x W x 3 uint8 RGB array (chute's default loader)."""
-    return np.ascontiguousarray(decode_image(path, ImageReadMode.RGB).transpose(1, 2, 0))
+    """Read an image file as an H x W x 3 uint8 RGB array (chute's default loader).
+
+    16-bit images are scaled to 8 bits (:func:`~chute.vision.io.to_uint8`); torchvision's
+    PIL loader gives 8 bits too, but clips (``convert("RGB")`` makes 1000 and 65535 both 255).
+    """
+    rgb = to_uint8(decode_image(path, ImageReadMode.RGB))
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0))
 
 
 def _split_batchable(transform: Any) -> tuple[Any, list[Any]]:
@@ -415,8 +420,8 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
     """Images named in a CSV annotations file, with integer labels (the tutorial's dataset).
 
     Each data row names an image file (relative to ``img_dir``) and its label; the sample is
-    ``(read_image(path), label)`` with the image as a C x H x W uint8 array, then the
-    transforms.
+    ``(read_image(path), label)`` with the image as a C x H x W uint8 array (16-bit images
+    scaled to 8 bits), then the transforms.
 
     Header: ``"infer"`` (default) takes the first row as a header when its label field is not
     an integer (so the tutorial's header-less ``labels.csv`` keeps its first row, where
@@ -557,7 +562,7 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
             if plan is not None:
                 with open(path, "rb") as f:
                     return _reduced.run(plan, f.read(), path, self.read_mode)
-            img = read_image(path, self.read_mode)
+            img = to_uint8(read_image(path, self.read_mode))  # 8-bit, as documented
         except FileNotFoundError:
             raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
         return transform(img) if transform is not None else img
