@@ -18,7 +18,8 @@ more than ``--timeout`` seconds, a crash of the process) is a finding: the input
 under ``--out`` and listed at the end; the exit status is 1 when there is one.
 
 Inputs run in child processes of ``--batch`` inputs each (a segfault loses one batch, and
-names the input that caused it), under a 4 GiB address-space limit.
+names the input that caused it), under a 4 GiB address-space limit, with
+``PIL.Image.MAX_IMAGE_PIXELS`` lowered to ``--max-pixels`` (see the note in ``_worker``).
 
 Run (long; niced in the background)::
 
@@ -301,13 +302,20 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _Timeout
 
 
-def _worker(seed: int, count: int, out: Path, timeout: int) -> None:
+def _worker(seed: int, count: int, out: Path, timeout: int, args_max_pixels: int) -> None:
     """Fuzz ``count`` inputs; print one JSON line per finding and one summary line."""
     from chute.errors import ChuteError
 
     limit = 4 << 30
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     warnings.simplefilter("ignore")
+    from PIL import Image
+
+    # NOTE [ One pixel limit for every decoder ] (vision/io.py): a header may claim up to
+    # twice this many pixels and be decoded. Pillow's default (179 M pixels, 500 MB) makes a
+    # forged 80-byte PNG take 20 s; a lower limit keeps every input fast and exercises the
+    # limit itself on every header that claims more.
+    Image.MAX_IMAGE_PIXELS = args_max_pixels
     signal.signal(signal.SIGALRM, _on_alarm)
     rng = random.Random(seed)
     seeds = {
@@ -408,6 +416,8 @@ def _supervise(args: argparse.Namespace) -> int:
                 str(out),
                 "--timeout",
                 str(args.timeout),
+                "--max-pixels",
+                str(args.max_pixels),
             ],
             capture_output=True,
             text=True,
@@ -477,13 +487,19 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=2_000, help="inputs per child process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=int, default=20, help="seconds before an input is a hang")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=1 << 20,
+        help="PIL.Image.MAX_IMAGE_PIXELS in the fuzzed process (default 1048576)",
+    )
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "chute-fuzz-findings"))
     p.add_argument("--json", default=None, help="write the counts and findings here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        _worker(args.seed, args.count, Path(args.out), args.timeout)
+        _worker(args.seed, args.count, Path(args.out), args.timeout, args.max_pixels)
         return 0
     return _supervise(args)
 
