@@ -153,8 +153,10 @@ def save_image(
 
 def _displayable(img: Any) -> tuple[np.ndarray, bool]:
     """An H x W (grey) or H x W x C array for imshow, and whether it is grey."""
+    torch = loaded("torch")
+    tensor = torch is not None and isinstance(img, torch.Tensor)  # always C x H x W
     arr = _numpy(img)
-    if arr.ndim == 3 and spatial_axes(arr) == (-2, -1):
+    if arr.ndim == 3 and (tensor or spatial_axes(arr) == (-2, -1)):
         arr = arr.transpose(1, 2, 0)  # C x H x W -> H x W x C
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]

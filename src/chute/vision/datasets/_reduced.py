@@ -210,13 +210,19 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
     The first transform's result is C x H x W (``read_image``'s layout), or H x W x C when
     ``hwc`` (the layout of ``ImageFolder``'s default loader), before the rest run.
     """
+    with im.layout_scope():  # NOTE [ Image layouts ]: what run knows, the rest is told
+        return _run(p, raw, name, mode, hwc)
+
+
+def _run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool) -> Any:
     if not raw.startswith(_io._JPEG_MAGIC):
         out = _io.to_uint8(_io._decode_raw(raw, name, mode, False))  # 8-bit, as promised
         if hwc:
             out = np.ascontiguousarray(out.transpose(1, 2, 0))
-        out = p.first(out)
-        for t in p.rest:
-            out = t(out)
+        with im.known_layout(out, hwc):  # NOTE [ Image layouts ]: a 3x3 PNG is not ambiguous
+            out = p.first(out)
+            for t in p.rest:
+                out = t(out)
         return out
     sj = _sj_space(raw, name, mode)
     pil = None
@@ -269,6 +275,7 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
     else:
         assert pil is not None
         out = _exact_pil(pil, name, mode, (top, left, h, w), (out_h, out_w), resample, hwc)
+    im.remember_layout(out, hwc)  # NOTE [ Image layouts ]: a 4x5x3 result is H x W x C
     for t in p.rest:
         out = t(out)
     return out

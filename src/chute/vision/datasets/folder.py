@@ -31,6 +31,7 @@ from ...errors import ChuteKeyError, ChuteValueError, DatasetFormatError
 from ...stacked import StackedSamples
 from ..io import ImageReadMode, decode_image, read_image, to_uint8
 from ..transforms import Compose, apply_batch, is_batchable
+from ..transforms._image import known_layout, layout_hwc, layout_scope, remember_layout
 from . import _reduced
 from ._strings import PackedStrings
 from .vision import VisionDataset
@@ -198,7 +199,25 @@ class _FileFetch:
     def _label(self, i: int) -> int:
         raise NotImplementedError
 
+    def _hwc(self) -> bool | None:
+        """The layout of a loaded image: H x W x C (True), C x H x W (False), unknown (None)."""
+        raise NotImplementedError
+
+    def _transform(self, image: Any, transform: Any) -> Any:
+        """``transform(image)``, telling the first transform the layout the loader gave."""
+        if transform is None:
+            return image
+        hwc = self._hwc()
+        if hwc is None or not isinstance(image, np.ndarray):
+            return transform(image)
+        with known_layout(image, hwc):  # NOTE [ Image layouts ] in transforms/_image.py
+            return transform(image)
+
     def __getitems__(self, indices: Sequence[int]) -> Any:
+        with layout_scope():  # NOTE [ Image layouts ]: head results keep theirs for the tail
+            return self._getitems(indices)
+
+    def _getitems(self, indices: Sequence[int]) -> Any:
         head, tail = _split_batchable(self.transform)
         if not tail or self.target_transform is not None or len(indices) == 0:
             out = []
@@ -215,7 +234,11 @@ class _FileFetch:
             labels.append(self._label(i))
         kinds = {(getattr(im, "shape", None), getattr(im, "dtype", None)) for im in images}
         if len(kinds) == 1 and isinstance(images[0], np.ndarray):
-            batch = apply_batch(Compose(tail), np.stack(images), gens)
+            stacked = np.stack(images)
+            layouts = {self._hwc() if head is None else layout_hwc(x) for x in images}
+            if len(layouts) == 1 and None not in layouts:  # NOTE [ Image layouts ]
+                remember_layout(stacked, bool(layouts.pop()), batched=True)
+            batch = apply_batch(Compose(tail), stacked, gens)
             return StackedSamples((batch, np.asarray(labels, dtype=np.int64)), len(images))
         out = []
         for index, im, gen, label in zip(indices, images, gens, labels, strict=True):
@@ -223,9 +246,11 @@ class _FileFetch:
                 with rng.sample_scope(index):
                     out.append(self[index])  # type: ignore[index]
                 continue
-            for t in tail:
-                im = t.batch(im[None], [gen])[0]
-            out.append((im, label))
+            hwc = self._hwc() if head is None else layout_hwc(im)
+            x = im[None]
+            if hwc is not None:
+                remember_layout(x, hwc, batched=True)
+            out.append((apply_batch(Compose(tail), x, [gen])[0], label))
         return out
 
 
@@ -302,8 +327,10 @@ class DatasetFolder(_FileFetch, VisionDataset):
             if plan is not None:
                 with open(path, "rb") as f:
                     return _reduced.run(plan, f.read(), path, ImageReadMode.RGB, hwc=True)
-        sample = self.loader(path)
-        return transform(sample) if transform is not None else sample
+        return self._transform(self.loader(path), transform)
+
+    def _hwc(self) -> bool | None:
+        return True if self.loader is default_loader else None
 
     def _label(self, i: int) -> int:
         return int(self._targets[i])
@@ -565,7 +592,10 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
             img = to_uint8(read_image(path, self.read_mode))  # 8-bit, as documented
         except FileNotFoundError:
             raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
-        return transform(img) if transform is not None else img
+        return self._transform(img, transform)
+
+    def _hwc(self) -> bool | None:
+        return False  # read_image: C x H x W
 
     def _label(self, i: int) -> int:
         return int(self._labels[i])

@@ -174,7 +174,11 @@ def _stack_like(items: list[Any], like: Any) -> Any:
     if im.is_torch(like):
         torch = require("torch", "stacking tensors")
         return torch.stack(items)
-    return np.stack(items)
+    out = np.stack(items)
+    layouts = {im.layout_hwc(x) for x in items}
+    if len(layouts) == 1 and None not in layouts:  # NOTE [ Image layouts ]
+        im.remember_layout(out, bool(layouts.pop()), batched=True)
+    return out
 
 
 class Resize:
@@ -278,7 +282,9 @@ class CenterCrop:
         top, left = _center_box(height, width, *self.size)
         if im.is_torch(x):
             return _crop(x, top, left, *self.size)
-        return im.crop(x, im.spatial_axes(x, batched=True), top, left, *self.size)
+        axes = im.spatial_axes(x, batched=True)
+        out = im.crop(x, axes, top, left, *self.size)
+        return im.remember_layout(out, axes == (-3, -2), batched=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size})"
@@ -372,16 +378,19 @@ class RandomCrop:
         return top, left, th, tw
 
     def __call__(self, img: Any) -> Any:
-        img = self._prepare(img, batched=False)
-        return _crop(img, *self.get_params(*im.image_size(img), _rng.current()))
+        with im.layout_of_input(img):  # padding a 2x2x3 image keeps it H x W x C
+            img = self._prepare(img, batched=False)
+            return _crop(img, *self.get_params(*im.image_size(img), _rng.current()))
 
     def batch(self, x: Any, rngs: Sequence[np.random.Generator]) -> Any:
         """Pad the whole batch once, then crop each sample at its own box."""
-        x = self._prepare(x, batched=True)
-        height, width = im.image_size(x[0])
-        return _stack_like(
-            [_crop(s, *self.get_params(height, width, g)) for s, g in zip(x, rngs, strict=True)], x
-        )
+        with im.layout_of_input(x[0] if isinstance(x, np.ndarray) else None):
+            x = self._prepare(x, batched=True)
+            height, width = im.image_size(x[0])
+            crops = [
+                _crop(s, *self.get_params(height, width, g)) for s, g in zip(x, rngs, strict=True)
+            ]
+        return _stack_like(crops, x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, padding={self.padding})"
@@ -454,7 +463,8 @@ class RandomResizedCrop:
 
     def apply(self, img: Any, params: tuple[int, int, int, int]) -> Any:
         """Crop the box ``params`` = (top, left, h, w) and resize it to ``size``."""
-        return _resize(_crop(img, *params), self.size, self.interpolation, self.backend)
+        with im.layout_of_input(img):  # a 2x2 crop of an H x W x 3 image is H x W x C too
+            return _resize(_crop(img, *params), self.size, self.interpolation, self.backend)
 
     def __call__(self, img: Any) -> Any:
         return self.apply(img, self.get_params(*im.image_size(img), _rng.current()))
@@ -514,7 +524,7 @@ class _RandomFlip:
         out = x.copy()
         for k in np.flatnonzero(flags):  # one copy per flipped sample, no temporaries
             out[k] = np.flip(x[k], axis)
-        return out
+        return im.remember_layout(out, axes == (-3, -2), batched=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"
