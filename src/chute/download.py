@@ -296,7 +296,8 @@ def download_url(
     if retries < 1:
         raise ChuteValueError(f"retries must be at least 1, got {retries}")
     target = Path(dest)
-    if target.is_file() and _mismatch(target, md5, sha256, size) is None:
+    local = _mismatch(target, md5, sha256, size) if target.is_file() else None
+    if target.is_file() and local is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -315,8 +316,14 @@ def download_url(
     wanted = ", ".join(
         f"{k} {v}" for k, v in (("md5", md5), ("sha256", sha256), ("size", size)) if v is not None
     )
+    found = ""
+    if local is not None:  # "md5 mismatch for NAME: expected X, found Y"
+        kind, detail = local.split(" mismatch", 1)[0], local.split(": ", 1)[1]
+        wrong = "size is" if kind == "size" else f"checksum ({kind}) is"
+        detail = detail.replace(", found ", ", got ")
+        found = f"{target} is there but its {wrong} wrong ({detail}), and "
     raise DownloadError(
-        f"could not download {target.name}; tried {len(url_list)} URL(s):\n{tried}\n"
+        f"{found}could not download {target.name}; tried {len(url_list)} URL(s):\n{tried}\n"
         f"Download the file by hand and put it at {target}"
         f"{f' (it must have {wanted})' if wanted else ''}."
     )

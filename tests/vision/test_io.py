@@ -301,3 +301,19 @@ def test_a_15000_square_header_is_refused_before_decoding(tmp_path: Path) -> Non
     with pytest.raises(ImageDecodeError) as info:
         read_image(path)
     assert str(info.value) == message
+
+
+def test_an_empty_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageDecodeError) as info:
+        read_image(path)
+    assert str(info.value) == f"cannot decode image '{path}': the file is empty (0 bytes)"
+    path.write_bytes(b"not an image at all")
+    with pytest.raises(ImageDecodeError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"cannot decode image '{path}': not an image format Pillow can identify (19 bytes "
+        f"starting b'not an i')"
+    )
+    assert "BytesIO" not in str(info.value)

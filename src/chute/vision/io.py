@@ -23,6 +23,7 @@ import enum
 import importlib.util
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 
 from .._lazy import loaded, require
 from ..download import create_temp
-from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError
+from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError, OutputPathError
 
 __all__ = [
     "ImageReadMode",
@@ -45,6 +46,7 @@ __all__ = [
     "write_jpeg",
     "write_file",
     "to_uint8",
+    "check_writable",
 ]
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray
@@ -161,12 +163,27 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+_BUFFER_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def _pil_message(exc: BaseException) -> str:
+    """Pillow's message without the in-memory buffer it names (the path is in ours)."""
+    return _BUFFER_REPR.sub("", str(exc)).strip() or type(exc).__name__
+
+
 def _open_pil(data: bytes, name: str) -> Any:
     Image = require("PIL.Image", "decoding images")
+    if not data:
+        raise ImageDecodeError(f"cannot decode image {name!r}: the file is empty (0 bytes)")
     try:
         return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            f"cannot decode image {name!r}: not an image format Pillow can identify "
+            f"({len(data)} bytes starting {data[:8]!r})"
+        ) from exc
     except Exception as exc:
-        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+        raise ImageDecodeError(f"cannot decode image {name!r}: {_pil_message(exc)}") from exc
 
 
 def _finish_pil(img: Any, mode: ImageReadMode, exif: bool, name: str) -> np.ndarray:
@@ -179,7 +196,7 @@ def _finish_pil(img: Any, mode: ImageReadMode, exif: bool, name: str) -> np.ndar
     except ImageDecodeError:
         raise
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
-        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+        raise ImageDecodeError(f"cannot decode image {name!r}: {_pil_message(exc)}") from exc
 
 
 _PIL_DEFAULT_MAX_PIXELS = 89478485  # Pillow's Image.MAX_IMAGE_PIXELS (1024 * 1024 * 1024 // 4 // 3)
@@ -462,9 +479,28 @@ def encode_jpeg(input: Any, quality: int = 75) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).copy()
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`~chute.errors.OutputPathError` if ``path`` cannot be written as a file.
+
+    Example:
+        >>> check_writable("/no/x.png")
+        Traceback (most recent call last):
+        ...
+        chute.errors.OutputPathError: cannot write /no/x.png: the folder /no does not exist
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputPathError(f"cannot write {target}: it is a folder; name a file in it")
+    folder = target.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputPathError(f"cannot write {target}: the folder {folder} {what}")
+
+
 def write_file(filename: str | os.PathLike[str], data: Any) -> None:
     """Write bytes (or a 1-D uint8 array) to ``filename`` atomically (temp file + rename)."""
     target = Path(filename)
+    check_writable(target)
     payload = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     fd, tmp = create_temp(target.parent, target.name)  # mode from the umask, unlike mkstemp
     try:

@@ -288,3 +288,20 @@ def test_torch_backend_reprs() -> None:
         "interpolation=bilinear, antialias=True, backend='torch')"
     )
     assert "backend" not in repr(Resize(256, backend="pillow"))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Resize(0), r"Resize size must be positive .*got 0"),
+        (lambda: Resize((0, 4)), r"Resize size must be positive .*got \(0, 4\)"),
+        (lambda: Resize([-3]), r"Resize size must be positive .*got \[-3\]"),
+        (lambda: Resize(4, max_size=0), r"Resize max_size must be positive, got 0"),
+        (lambda: CenterCrop(0), r"CenterCrop size must be positive .*got 0"),
+        (lambda: RandomCrop((3, 0)), r"RandomCrop size must be positive .*got \(3, 0\)"),
+        (lambda: RandomResizedCrop(0), r"RandomResizedCrop size must be positive .*got 0"),
+    ],
+)
+def test_sizes_below_one_are_refused(make, message) -> None:
+    with pytest.raises(ChuteValueError, match=message):
+        make()

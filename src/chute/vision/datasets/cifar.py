@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...download import check_integrity, download_url, extract_archive
-from ...errors import ChuteRuntimeError, DatasetFormatError
+from ...errors import ChuteRuntimeError, DatasetFormatError, DatasetNotFoundError
 from .vision import VisionDataset
 
 __all__ = ["CIFAR10", "CIFAR100", "RestrictedUnpickler", "load_pickle"]
@@ -267,7 +267,9 @@ class CIFAR10(VisionDataset):
             self.download()
         bad = self._bad_files()
         if bad:
-            raise ChuteRuntimeError(
+            present = [name for name in bad if (self._folder() / name).exists()]
+            error = ChuteRuntimeError if present else DatasetNotFoundError
+            raise error(
                 f"Dataset not found or corrupted. You can use download=True to download it "
                 f"(missing or failing their md5 in {self._folder()}: {', '.join(bad)})"
             )

@@ -91,13 +91,25 @@ def _interpolation(value: Any) -> InterpolationMode:
     )
 
 
-def _setup_size(size: Any, what: str = "size") -> tuple[int, int]:
+def _positive_size(size: Any, owner: str) -> None:
+    """Refuse a size with a value below 1 (``Resize(0)`` would make empty images)."""
+    values = list(size) if isinstance(size, Sequence) else [size]
+    if any(not isinstance(v, numbers.Real) or float(v) < 1 for v in values):
+        raise ChuteValueError(
+            f"{owner} size must be positive (an int or (h, w) of at least 1), got {size!r}"
+        )
+
+
+def _setup_size(size: Any, what: str = "size", owner: str = "The") -> tuple[int, int]:
     if isinstance(size, numbers.Number):
+        _positive_size(size, owner)
         return int(size), int(size)  # type: ignore[call-overload]
     if isinstance(size, Sequence) and len(size) == 1:
+        _positive_size(size, owner)
         return int(size[0]), int(size[0])
     if not isinstance(size, Sequence) or len(size) != 2:
         raise ChuteValueError(f"Please provide only two dimensions (h, w) for {what}, got {size!r}")
+    _positive_size(size, owner)
     return int(size[0]), int(size[1])
 
 
@@ -215,6 +227,9 @@ class Resize:
             raise ChuteValueError(
                 f"If size is a sequence, it should have 1 or 2 values, got {size!r}"
             )
+        _positive_size(size, "Resize")
+        if max_size is not None and max_size < 1:
+            raise ChuteValueError(f"Resize max_size must be positive, got {max_size!r}")
         self.size = size
         self.max_size = max_size
         self.interpolation = _interpolation(interpolation)
@@ -269,7 +284,7 @@ class CenterCrop:
     """
 
     def __init__(self, size: int | Sequence[int]) -> None:
-        self.size = _setup_size(size)
+        self.size = _setup_size(size, owner="CenterCrop")
 
     def __call__(self, img: Any) -> Any:
         height, width = im.image_size(img)
@@ -338,7 +353,7 @@ class RandomCrop:
         fill: Any = 0,
         padding_mode: str = "constant",
     ) -> None:
-        self.size = _setup_size(size)
+        self.size = _setup_size(size, owner="RandomCrop")
         if padding is not None:
             _ltrb(padding)
         if padding_mode not in ("constant", "edge", "reflect", "symmetric"):
@@ -424,7 +439,7 @@ class RandomResizedCrop:
         antialias: bool | None = True,
         backend: str = "pillow",
     ) -> None:
-        self.size = _setup_size(size)
+        self.size = _setup_size(size, owner="RandomResizedCrop")
         if not isinstance(scale, Sequence):
             raise ChuteTypeError(f"Scale should be a sequence, got {scale!r}")
         if not isinstance(ratio, Sequence):
