@@ -504,3 +504,13 @@ def test_16_bit_png_in_a_csv_dataset_is_8_bit(tmp_path: Path) -> None:
         assert img.dtype == np.uint8
         np.testing.assert_array_equal(img[0], np.round(values / 257).astype(np.uint8))
     assert read_image(tmp_path / "img" / "deep.png").dtype == np.uint16  # read_image keeps 16
+
+
+def test_a_zero_byte_image_in_a_folder_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    empty = tmp_path / "a" / "empty.jpg"
+    empty.write_bytes(b"")
+    for transform in (None, Compose([RandomResizedCrop(8), ToTensor()])):
+        with pytest.raises(ImageDecodeError) as info:
+            ImageFolder(tmp_path, transform=transform)[0]
+        assert str(info.value) == f"cannot decode image '{empty}': the file is empty (0 bytes)"
