@@ -471,3 +471,39 @@ def test_a_download_cut_at_every_byte_offset_never_leaves_a_file(
         route.body = body
         assert download_url(http_server.url(f"/{cut}"), dest, md5=md5, **FAST).read_bytes() == body
         assert sorted(p.name for p in dest.parent.iterdir()) == ["f.bin"]
+
+
+def test_concurrent_extractions_into_one_folder(tmp_path):
+    names = [f"top/f{k}.txt" for k in range(40)]
+    arc = _tar(tmp_path / "a.tgz", [_file(n) for n in names], {n: n.encode() * 50 for n in names})
+    out = tmp_path / "out"
+    code = (
+        "import os, sys, time\n"
+        "from chute.download import extract_archive\n"
+        "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"
+        "extract_archive(sys.argv[1], sys.argv[2])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(arc), str(out), str(go)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    try:
+        time.sleep(1.0)
+        go.touch()
+        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert sorted(p.name for p in out.iterdir()) == ["top"]  # no staging, no lock file
+    assert {p.name: p.read_bytes() for p in (out / "top").iterdir()} == {
+        n.split("/")[1]: n.encode() * 50 for n in names
+    }

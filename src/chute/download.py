@@ -518,6 +518,8 @@ def extract_archive(
     moved into place, so a failed extraction leaves ``dest`` as it was. Each top-level entry
     lands in one rename (NOTE [ Extraction moves ]): an existing folder is replaced as a
     whole (files of its own that the archive lacks are kept), a symlinked folder is followed.
+    Processes extracting into the same folder at once (every rank of a job) take turns, under
+    the lock of NOTE [ One downloader per destination ].
 
     Args:
         path: the archive.
@@ -544,6 +546,13 @@ def extract_archive(
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return final
+    with _exclusive(out / f"{archive.name}.extract"):  # ranks extracting at once: in turn
+        _extract_members(archive, kind, out)
+    return out
+
+
+def _extract_members(archive: Path, kind: str, out: Path) -> None:
+    """Unpack a tar or zip ``archive`` into a staging folder, then move it into ``out``."""
     staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extract", dir=out))
     try:
         if kind == "tar":
@@ -568,7 +577,6 @@ def extract_archive(
         _move_into(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out
 
 
 def _copy(src: Any, dst: BinaryIO, archive: Path) -> None:
