@@ -133,3 +133,16 @@ def test_a_tiny_image_in_an_image_folder_has_its_known_layout(tmp_path: Path) ->
     np.testing.assert_array_equal(
         ImageFolder(tmp_path, transform=ToTensor())[0][0] * 255, img.astype(np.float32)
     )
+
+
+def test_tiny_fake_data_has_its_known_layout() -> None:
+    from chute.vision.datasets import FakeData
+
+    ds = FakeData(size=4, image_size=(3, 4, 4), transform=Compose([RandomCrop(2), ToTensor()]))
+    with rng.epoch_scope(0, 0), rng.sample_scope(1):
+        one, _ = ds[1]
+    assert one.shape == (3, 2, 2)
+    with rng.epoch_scope(0, 0):
+        batch = ds.__getitems__([0, 1])
+    images = batch.data[0] if hasattr(batch, "data") else np.stack([b[0] for b in batch])
+    assert images.shape == (2, 3, 2, 2) and np.array_equal(images[1], one)

@@ -231,6 +231,7 @@ class CIFAR10(VisionDataset):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+    images_hwc = True  # H x W x C images (NOTE [ Image layouts ])
     safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
 
     base_folder = "cifar-10-batches-py"
