@@ -117,3 +117,15 @@ def test_plot_samples_checks_rows_cols_and_path_first(tmp_path: Path) -> None:
     assert (tmp_path / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, as named
     plot_samples(ds, path=tmp_path / "x.svg", seed=0)
     assert b"<svg" in (tmp_path / "x.svg").read_bytes()[:500]
+
+
+def test_save_image_refuses_unknown_formats_and_missing_folders(tmp_path: Path) -> None:
+    from chute.errors import OutputPathError
+
+    x = np.ones((2, 1, 8, 8), np.float32)
+    with pytest.raises(ChuteValueError, match=r"cannot write .*x\.xyz: Pillow writes no XYZ files"):
+        save_image(x, tmp_path / "x.xyz")
+    with pytest.raises(OutputPathError, match="does not exist"):
+        save_image(x, tmp_path / "no" / "x.png")
+    save_image(x, tmp_path / "x.jpg")
+    assert (tmp_path / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"

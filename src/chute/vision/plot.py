@@ -145,9 +145,17 @@ def save_image(
         grid = grid[None]
     hwc = _to_uint8_hwc(grid)
     img = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
+    check_writable(fp)
     buf = io.BytesIO()
-    fmt = format or (os.path.splitext(os.fspath(fp))[1].lstrip(".").upper() or "PNG")
-    img.save(buf, format="JPEG" if fmt == "JPG" else fmt)
+    fmt = (format or os.path.splitext(os.fspath(fp))[1].lstrip(".") or "PNG").upper()
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    Image.init()
+    if fmt not in Image.SAVE:
+        raise ChuteValueError(
+            f"cannot write {os.fspath(fp)}: Pillow writes no {fmt} files; use one of "
+            f"{', '.join(sorted(Image.SAVE))}"
+        )
+    img.save(buf, format=fmt)
     write_file(fp, buf.getvalue())
 
 
