@@ -214,3 +214,12 @@ def test_command_line_errors_in_a_real_process(tmp_path):
     assert (
         proc.stderr == "chute show: error: argument --rows: expected a positive integer, got '0'\n"
     )
+
+
+def test_show_without_the_dataset_says_how_to_get_it(tmp_path, capsys):
+    assert (
+        cli.main(["show", "mnist", "--root", str(tmp_path), "--out", str(tmp_path / "g.png")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("chute show: error: Dataset not found.")
+    assert err.endswith(f"; `chute download mnist --root {tmp_path}` fetches it\n")

@@ -217,7 +217,12 @@ def _info(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     _check_out(args)
     cls = DATASETS[args.dataset]
-    ds = cls(_root(args), train=not args.test)
+    try:
+        ds = cls(_root(args), train=not args.test)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(
+            f"{exc}; `chute download {args.dataset} --root {_root(args)}` fetches it"
+        ) from exc
     _save_grid(ds, args.rows, args.cols, args.seed, args.out)
     print(f"wrote {args.rows}x{args.cols} samples of {cls.__name__} to {args.out}")
 
