@@ -6,6 +6,7 @@ import dataclasses
 import http.server
 import re
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,9 @@ class Route:
     Script actions (one per request; "ok" once the script is used up):
     "ok" (honours Range), "ignore-range" (always the full body, status 200), "500", "404",
     "truncate" (announce the full length, send half, close), "stall" (send half, then hang
-    until the server stops), "corrupt" (a body of the right length with wrong bytes).
+    until the server stops), "corrupt" (a body of the right length with wrong bytes),
+    "slow" (the body in 20 pieces, 20 ms apart), "cut=N" (announce the full length, send N
+    bytes, close the connection).
     """
 
     body: bytes
@@ -62,6 +65,18 @@ class LocalServer:
                     payload = bytes(b ^ 0xFF for b in payload)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if action.startswith("cut="):
+                    self.wfile.write(payload[: int(action[4:])])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if action == "slow":
+                    step = -(-len(payload) // 20)
+                    for k in range(0, len(payload), step):
+                        self.wfile.write(payload[k : k + step])
+                        self.wfile.flush()
+                        time.sleep(0.02)
+                    return
                 if action in ("truncate", "stall"):
                     self.wfile.write(payload[: len(payload) // 2])
                     self.wfile.flush()

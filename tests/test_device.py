@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import os
 import subprocess
 import sys
 import warnings
@@ -260,3 +261,65 @@ def test_defaultdict_batch_keeps_its_type(fmt: str) -> None:
     assert type(out) is collections.defaultdict and out.default_factory is list
     assert isinstance(out["x"], torch.Tensor if fmt == "torch" else np.ndarray)
     assert out["missing"] == []
+
+
+JAX_64_SCRIPT = """
+import os, sys
+import numpy as np
+import jax
+import chute
+from chute.device import to_format
+from chute.errors import ChuteValueError
+
+def refused(x):
+    try:
+        to_format({"x": x}, "jax")
+    except ChuteValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{x!r} was not refused")
+
+tail = (
+    "and JAX's 64-bit mode is off, so JAX would change them; enable it with "
+    'jax.config.update("jax_enable_x64", True) (or JAX_ENABLE_X64=1), or cast the data to '
+    "a 32-bit type in the dataset"
+)
+assert refused(np.array([1, 2**40])) == (
+    'format="jax": a int64 array of shape (2,) has values that int32 cannot hold exactly '
+    "(e.g. 1099511627776), " + tail
+), refused(np.array([1, 2**40]))
+assert refused(np.array([[0.5, 1e300]])) == (
+    'format="jax": a float64 array of shape (1, 2) has values that float32 cannot hold '
+    "exactly (e.g. 1e+300), " + tail
+)
+assert "(e.g. 0.1)" in refused(np.array([np.nan, 0.1]))
+assert "uint32" in refused(np.array([2**33], np.uint64))
+assert "(e.g. 2147483648)" in refused(np.int64(2**31))
+# values that survive 32 bits exactly are converted (labels, float32-valued float64)
+out = to_format([np.arange(5), np.array([1.5, np.nan, np.inf]), np.array([1+2j])], "jax")
+assert [str(a.dtype) for a in out] == ["int32", "float32", "complex64"]
+assert np.asarray(out[0]).tolist() == [0, 1, 2, 3, 4]
+# through the loader: the error reaches the user
+ds = chute.TensorDataset(np.arange(4) * 2**40)
+try:
+    next(iter(chute.DataLoader(ds, batch_size=2, format="jax")))
+    raise AssertionError("not refused")
+except ChuteValueError as exc:
+    assert "jax_enable_x64" in str(exc)
+# with 64-bit mode on, nothing is narrowed
+jax.config.update("jax_enable_x64", True)
+big = to_format(np.array([2**40, -(2**62)]), "jax")
+assert str(big.dtype) == "int64" and np.asarray(big).tolist() == [2**40, -(2**62)]
+assert float(np.asarray(to_format(np.array([1e300]), "jax"))[0]) == 1e300
+print("ok")
+"""
+
+
+def test_jax_without_x64_never_loses_values() -> None:
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    proc = subprocess.run(
+        [sys.executable, "-c", JAX_64_SCRIPT], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

@@ -300,3 +300,210 @@ def test_files_put_in_place_have_the_usual_permissions(http_server, tmp_path):
     out = extract_archive(arc)
     mode = (tmp_path / "plain").stat().st_mode
     assert arc.stat().st_mode == out.stat().st_mode == mode
+
+
+def test_extract_into_a_symlinked_dataset_folder(tmp_path):
+    elsewhere = tmp_path / "disk2" / "top-real"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "mine.txt").write_text("keep")
+    (elsewhere / "x.txt").write_text("old")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "top").symlink_to(elsewhere, target_is_directory=True)
+    arc = _tar(
+        tmp_path / "a.tar.gz",
+        [_file("top/x.txt"), _file("top/sub/y.txt")],
+        {"top/x.txt": b"new", "top/sub/y.txt": b"y"},
+    )
+    extract_archive(arc, out)
+    assert (out / "top").is_symlink()
+    assert (elsewhere / "x.txt").read_bytes() == b"new"
+    assert (elsewhere / "sub" / "y.txt").read_bytes() == b"y"
+    assert (elsewhere / "mine.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.iterdir()) == ["top"]
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["top-real"]
+
+
+def test_extract_over_an_existing_folder_is_one_rename(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    (out / "top").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (out / "top" / name).write_text("old")
+    (out / "top" / "mine.txt").write_text("keep")
+    names = ["top/a.txt", "top/b.txt", "top/c.txt"]
+    arc = _tar(tmp_path / "a.tgz", [_file(n) for n in names], dict.fromkeys(names, b"new"))
+    seen = []
+
+    def observe():
+        top = out / "top"
+        if top.is_dir():
+            seen.append({p.read_text() for p in top.iterdir() if p.name != "mine.txt"})
+
+    real_replace, real_rename = os.replace, os.rename
+
+    def replace(src, dst):
+        observe()
+        real_replace(src, dst)
+        observe()
+
+    def rename(src, dst):
+        observe()
+        real_rename(src, dst)
+        observe()
+
+    monkeypatch.setattr(dl.os, "replace", replace)
+    monkeypatch.setattr(dl.os, "rename", rename)
+    extract_archive(arc, out)
+    monkeypatch.undo()
+    assert seen and all(s in ({"old"}, {"new"}) for s in seen), seen  # never a mix
+    assert {p.name: p.read_text() for p in (out / "top").iterdir()} == {
+        "a.txt": "new",
+        "b.txt": "new",
+        "c.txt": "new",
+        "mine.txt": "keep",
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["top"]
+
+
+def test_extract_a_file_over_a_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    (out / "top").mkdir(parents=True)
+    arc = _tar(tmp_path / "a.tgz", [_file("top")], {"top": b"x"})
+    with pytest.raises(UnsafeArchiveError, match=r"refusing to extract over .*out/top: it is a"):
+        extract_archive(arc, out)
+    assert (out / "top").is_dir() and sorted(p.name for p in out.iterdir()) == ["top"]
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
+    reason="needs /dev/shm on another file system than /tmp",
+)
+def test_extract_into_a_symlink_to_another_file_system(tmp_path):
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        target = Path(other) / "top"
+        target.mkdir()
+        (target / "x.txt").write_text("old")
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "top").symlink_to(target, target_is_directory=True)
+        arc = _tar(tmp_path / "a.tgz", [_file("top/x.txt")], {"top/x.txt": b"new"})
+        extract_archive(arc, out)
+        assert (target / "x.txt").read_bytes() == b"new"
+        assert sorted(p.name for p in Path(other).iterdir()) == ["top"]
+
+
+def test_concurrent_downloads_to_one_destination_share_one_fetch(http_server, tmp_path):
+    """Every DDP rank downloading at once: one fetch, the others wait and find the file."""
+    route = http_server.add("/f.bin", BODY, ["slow"] * 8)
+    dest = tmp_path / "f.bin"
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        "from chute.download import download_url\n"
+        "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"
+        "download_url(sys.argv[1], sys.argv[2], md5=sys.argv[4], progress=False, timeout=30)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, http_server.url("/f.bin"), str(dest), str(go), MD5],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    try:
+        time.sleep(1.0)  # let all four start and wait at the same line
+        go.touch()
+        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert dest.read_bytes() == BODY
+    assert len(route.requests) == 1  # the others waited for the lock, then found the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "go"]  # no .part, no .lock
+
+
+def test_lock_is_exclusive_and_leaves_no_file(tmp_path):
+    dest = tmp_path / "f.bin"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from chute.download import _exclusive\n"
+        "with _exclusive(Path(sys.argv[1])):\n"
+        "    print('in', flush=True); time.sleep(0.5); print('out', flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(dest)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    t0 = time.monotonic()
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(o == "in\nout\n" for o in outs) and [p.returncode for p in procs] == [0, 0, 0]
+    assert time.monotonic() - t0 >= 1.5  # held one after the other
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("announce_length", [True, False])
+def test_a_download_cut_at_every_byte_offset_never_leaves_a_file(
+    http_server, tmp_path, announce_length
+):
+    body = bytes(range(256)) * 2  # a small file: 512 bytes
+    md5 = hashlib.md5(body).hexdigest()
+    for cut in range(len(body)):
+        route = http_server.add(f"/{cut}", body, [f"cut={cut}"])
+        if not announce_length:
+            route.body = body[:cut]  # a server that sends a shorter file, length and all
+        dest = tmp_path / str(cut) / "f.bin"
+        with pytest.raises(DownloadError, match=r"could not download f\.bin") as info:
+            download_url(http_server.url(f"/{cut}"), dest, md5=md5, retries=1, **FAST)
+        assert not dest.exists(), cut
+        message = str(info.value)
+        assert ("truncated" in message) if announce_length else ("md5 mismatch" in message)
+        route.body = body
+        assert download_url(http_server.url(f"/{cut}"), dest, md5=md5, **FAST).read_bytes() == body
+        assert sorted(p.name for p in dest.parent.iterdir()) == ["f.bin"]
+
+
+def test_concurrent_extractions_into_one_folder(tmp_path):
+    names = [f"top/f{k}.txt" for k in range(40)]
+    arc = _tar(tmp_path / "a.tgz", [_file(n) for n in names], {n: n.encode() * 50 for n in names})
+    out = tmp_path / "out"
+    code = (
+        "import os, sys, time\n"
+        "from chute.download import extract_archive\n"
+        "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"
+        "extract_archive(sys.argv[1], sys.argv[2])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(arc), str(out), str(go)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    try:
+        time.sleep(1.0)
+        go.touch()
+        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert sorted(p.name for p in out.iterdir()) == ["top"]  # no staging, no lock file
+    assert {p.name: p.read_bytes() for p in (out / "top").iterdir()} == {
+        n.split("/")[1]: n.encode() * 50 for n in names
+    }

@@ -6,6 +6,18 @@ Examples::
     chute download fashion-mnist --root data
     chute info fashion-mnist --root data
     chute show fashion-mnist --root data --out grid.png
+
+NOTE [ Command errors ]
+Every error a user causes is one line on stderr, ``chute CMD: error: ...``, and exit status 2:
+bad arguments (argparse's errors, reported by :class:`CommandParser` without the usage
+block), and a :class:`~chute.errors.ChuteError` or :class:`OSError` from the command itself
+(a multi-line message is joined into one line). Anything else is a bug and keeps its
+traceback.
+
+Adding a subcommand: write ``add_parser(sub)`` in your module, which calls
+``sub.add_parser(NAME, ...)``, adds its arguments and ends with
+``p.set_defaults(run=YOUR_FUNCTION)`` (``YOUR_FUNCTION(args) -> None``); then add it to
+:data:`SUBCOMMANDS`. The error rule above then holds for it with nothing else to do.
 """
 
 from __future__ import annotations
@@ -14,15 +26,15 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .download import default_root
-from .errors import ChuteError
+from .errors import ChuteError, DatasetNotFoundError
 from .vision.datasets import CIFAR10, CIFAR100, KMNIST, MNIST, FashionMNIST
 
-__all__ = ["DATASETS", "main"]
+__all__ = ["DATASETS", "SUBCOMMANDS", "CommandParser", "main", "positive_int"]
 
 #: Command-line name → dataset class.
 DATASETS: dict[str, Any] = {
@@ -33,53 +45,133 @@ DATASETS: dict[str, Any] = {
     "cifar100": CIFAR100,
 }
 
+EXIT_ERROR = 2
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``PROG: error: MESSAGE``, exit status 2.
+
+    Subparsers made with ``add_subparsers`` are of the same class, so the rule holds for
+    every subcommand (see NOTE [ Command errors ]).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {text!r}")
+    return value
+
+
+def _root_help() -> str:
+    return f"dataset root (default: $CHUTE_HOME or the XDG cache, now {default_root()})"
+
+
+def _add_download(sub: Any) -> None:
+    d = sub.add_parser("download", help="download a dataset (train and test) into --root")
+    d.add_argument("dataset", choices=sorted(DATASETS))
+    d.add_argument("--root", type=Path, default=None, help=_root_help())
+    d.set_defaults(run=_download)
+
+
+def _add_info(sub: Any) -> None:
+    i = sub.add_parser("info", help="print a dataset's repr, classes and sizes")
+    i.add_argument("dataset", choices=sorted(DATASETS))
+    i.add_argument("--root", type=Path, default=None, help=_root_help())
+    i.set_defaults(run=_info)
+
+
+def _add_show(sub: Any) -> None:
+    s = sub.add_parser("show", help="write an image of a grid of random samples with class names")
+    s.add_argument("dataset", choices=sorted(DATASETS))
+    s.add_argument("--root", type=Path, default=None, help=_root_help())
+    s.add_argument("--out", type=Path, default=Path("grid.png"), help=_OUT_HELP)
+    s.add_argument("--rows", type=positive_int, default=4, help="rows of the grid (default 4)")
+    s.add_argument("--cols", type=positive_int, default=4, help="columns (default 4)")
+    s.add_argument("--seed", type=int, default=0, help="which random samples (default 0)")
+    s.add_argument("--test", action="store_true", help="use the test split")
+    s.set_defaults(run=_show)
+
+
+def _add_demo(sub: Any) -> None:
+    m = sub.add_parser("demo", help="load generated FashionMNIST-format data; no network needed")
+    m.add_argument("--root", type=Path, default=None, help="where to write the data (temp dir)")
+    m.add_argument("--out", type=Path, default=Path("grid.png"), help=_OUT_HELP)
+    m.add_argument(
+        "--samples", type=positive_int, default=60000, help="training images to generate"
+    )
+    m.add_argument(
+        "--num-workers",
+        type=_non_negative_int,
+        default=2,
+        help="DataLoader workers (default 2; 0 is also timed)",
+    )
+    m.add_argument("--batch-size", type=positive_int, default=64)
+    m.set_defaults(run=_demo)
+
+
+_OUT_HELP = "image to write; the suffix names the format (.png, .jpg, .pdf, .svg, ...)"
+
+#: The subcommands, each a function that registers one subparser (NOTE [ Command errors ]).
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_download, _add_info, _add_show, _add_demo]
+
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="chute", description="Fast, framework-agnostic data loading: datasets and a demo."
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    names = sorted(DATASETS)
-    root_help = f"dataset root (default: $CHUTE_HOME or the XDG cache, now {default_root()})"
-
-    d = sub.add_parser("download", help="download a dataset (train and test) into --root")
-    d.add_argument("dataset", choices=names)
-    d.add_argument("--root", type=Path, default=None, help=root_help)
-
-    i = sub.add_parser("info", help="print a dataset's repr, classes and sizes")
-    i.add_argument("dataset", choices=names)
-    i.add_argument("--root", type=Path, default=None, help=root_help)
-
-    s = sub.add_parser("show", help="write a PNG grid of random samples with their class names")
-    s.add_argument("dataset", choices=names)
-    s.add_argument("--root", type=Path, default=None, help=root_help)
-    s.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
-    s.add_argument("--rows", type=int, default=4, help="rows of the grid (default 4)")
-    s.add_argument("--cols", type=int, default=4, help="columns of the grid (default 4)")
-    s.add_argument("--seed", type=int, default=0, help="which random samples (default 0)")
-    s.add_argument("--test", action="store_true", help="use the test split")
-
-    m = sub.add_parser("demo", help="load generated FashionMNIST-format data; no network needed")
-    m.add_argument("--root", type=Path, default=None, help="where to write the data (temp dir)")
-    m.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write")
-    m.add_argument("--samples", type=int, default=60000, help="training images to generate")
-    m.add_argument(
-        "--num-workers", type=int, default=2, help="DataLoader workers (default 2; 0 is also timed)"
-    )
-    m.add_argument("--batch-size", type=int, default=64)
+    for add in SUBCOMMANDS:
+        add(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``chute`` command; return the exit status."""
-    args = _build_parser().parse_args(argv)
-    handler = {"download": _download, "info": _info, "show": _show, "demo": _demo}
+    """Run the ``chute`` command; return the exit status (2: NOTE [ Command errors ])."""
+    parser = _build_parser()
     try:
-        handler[args.command](args)
-    except ChuteError as exc:
-        print(f"chute {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
+        return int(exc.code or 0)
+    try:
+        args.run(args)
+    except (ChuteError, OSError) as exc:
+        print(f"chute {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
+
+
+def _one_line(message: str) -> str:
+    """A multi-line message as one line: lines joined by "; " (by " " after a colon)."""
+    out = ""
+    for line in (part.strip() for part in message.splitlines()):
+        if line:
+            out += (" " if out.endswith((":", ";", ",")) else "; ") + line if out else line
+    return out
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--out`` before the command does its work."""
+    from .vision.plot import figure_format
+
+    figure_format(args.out)
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -108,7 +200,7 @@ def _info(args: argparse.Namespace) -> None:
     root = _root(args)
     try:
         splits = [cls(root, train=True), cls(root, train=False)]
-    except (ChuteError, RuntimeError):
+    except DatasetNotFoundError:  # a truncated or corrupt file is an error, not "not there"
         lines = [
             f"{cls.__name__} is not in {root} yet; "
             f"`chute download {args.dataset} --root {root}` would fetch:",
@@ -123,14 +215,20 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
+    _check_out(args)
     cls = DATASETS[args.dataset]
-    ds = cls(_root(args), train=not args.test)
+    try:
+        ds = cls(_root(args), train=not args.test)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(
+            f"{exc}; `chute download {args.dataset} --root {_root(args)}` fetches it"
+        ) from exc
     _save_grid(ds, args.rows, args.cols, args.seed, args.out)
     print(f"wrote {args.rows}x{args.cols} samples of {cls.__name__} to {args.out}")
 
 
 def _save_grid(dataset: Any, rows: int, cols: int, seed: int, out: Path) -> None:
-    """Random samples of ``dataset`` in a grid titled with class names, saved as a PNG."""
+    """Random samples of ``dataset`` in a grid titled with class names, saved as ``out``."""
     from .vision.plot import plot_samples
 
     plot_samples(
@@ -143,6 +241,7 @@ def _demo(args: argparse.Namespace) -> None:
     from .vision.datasets.synthetic import write_mnist_raw
     from .vision.transforms import ToTensor
 
+    _check_out(args)
     root = (
         Path(args.root) if args.root is not None else Path(tempfile.mkdtemp(prefix="chute-demo-"))
     )

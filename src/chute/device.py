@@ -2,9 +2,11 @@
 
 Batches leave collate as whatever the samples were (NumPy for NumPy samples, torch for torch
 samples). ``format`` converts them without a copy on the CPU: ``"numpy"``, ``"torch"``
-(``torch.from_numpy``) or ``"jax"`` (DLPack where possible). ``pin_memory`` then gives
-page-locked torch tensors, or calls a custom batch's own ``pin_memory()``; without an
-accelerator it warns once and leaves the batch as it is, as PyTorch does.
+(``torch.from_numpy``) or ``"jax"`` (DLPack where possible; with JAX's 64-bit mode off a
+64-bit array is narrowed only when no value changes, see NOTE [ JAX without 64-bit mode ]).
+``pin_memory`` then gives page-locked torch tensors, or calls a custom batch's own
+``pin_memory()``; without an accelerator it warns once and leaves the batch as it is, as
+PyTorch does.
 """
 
 from __future__ import annotations
@@ -81,10 +83,49 @@ def _to_numpy(torch: Any, x: Any) -> Any:
     return x
 
 
-def _to_jax(jnp: Any, torch: Any, x: Any) -> Any:
+_NARROW = {"i": np.int32, "u": np.uint32, "f": np.float32, "c": np.complex64}
+
+
+def _narrow_for_jax(arr: np.ndarray) -> np.ndarray:
+    """A 64-bit array as the 32-bit one JAX would make of it, refusing if a value changes.
+
+    NOTE [ JAX without 64-bit mode ]
+    With ``jax_enable_x64`` off (JAX's default) JAX silently turns int64 ``2**40`` into 0 and
+    float64 ``1e300`` into inf. chute converts a 64-bit array only when every value survives
+    the 32-bit type exactly (labels, indices, float64 arrays of float32 values), and raises
+    otherwise, naming the array and the two ways out.
+    """
+    narrow = _NARROW.get(arr.dtype.kind)
+    if narrow is None or arr.dtype.itemsize <= np.dtype(narrow).itemsize:
+        return arr
+    out: np.ndarray = arr.astype(narrow)
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(narrow)
+        lost = arr.size and (arr.min() < info.min or arr.max() > info.max)
+    else:
+        lost = not np.array_equal(out, arr, equal_nan=True)
+    if lost:
+        changed = out.ravel() != arr.ravel()
+        if arr.dtype.kind in "fc":
+            changed &= ~np.isnan(arr.ravel())
+        bad = arr.ravel()[np.flatnonzero(changed)[:1]]
+        example = f" (e.g. {bad[0].item()!r})" if bad.size else ""
+        raise ChuteValueError(
+            f'format="jax": a {arr.dtype} array of shape {arr.shape} has values that '
+            f"{np.dtype(narrow)} cannot hold exactly{example}, and JAX's 64-bit mode is off, "
+            f"so JAX would change them; enable it with "
+            f'jax.config.update("jax_enable_x64", True) (or JAX_ENABLE_X64=1), or cast the '
+            f"data to a 32-bit type in the dataset"
+        )
+    return out
+
+
+def _to_jax(jax: Any, jnp: Any, torch: Any, x: Any) -> Any:
     x = _to_numpy(torch, x)
     if isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind not in "OUS":
         arr = np.asarray(x)
+        if not jax.config.jax_enable_x64:  # read each time: it can be switched at run time
+            arr = _narrow_for_jax(arr)
         try:
             return jnp.from_dlpack(arr)
         except Exception:  # unaligned or unsupported dtype: fall back to a copy
@@ -104,8 +145,9 @@ def _leaf_converter(format: str | None) -> Callable[[Any], Any] | None:
         return lambda x: _to_torch(torch, x)
     if format == "jax":
         jnp = require("jax.numpy", 'format="jax"')
+        jax = require("jax", 'format="jax"')
         torch = loaded("torch")
-        return lambda x: _to_jax(jnp, torch, x)
+        return lambda x: _to_jax(jax, jnp, torch, x)
     raise ChuteValueError(f"format must be one of {FORMATS}, got {format!r}")
 
 

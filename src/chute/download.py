@@ -9,12 +9,24 @@ with :func:`os.replace`, so ``dest`` is either absent or a verified file, never 
 A ``.part`` file whose checksum does not match is deleted (it cannot be resumed into a good
 file). A ``dest`` that already verifies is never fetched again.
 
+NOTE [ One downloader per destination ]
+Every rank of a distributed job may call ``download_url`` for the same file at once. Two
+processes appending to one ``.part`` file would interleave their bytes, so the whole
+fetch-verify-rename runs under an exclusive ``fcntl.flock`` on ``.dest.lock`` in the same
+folder. A process that waited for the lock first checks whether ``dest`` now verifies (the
+usual case: another rank fetched it) and returns without a request. The holder deletes the
+lock file before releasing it; a waiter that then holds the lock of a deleted file opens
+the path again, so no stray lock file is left and no two holders can overlap. Without
+``fcntl`` (Windows) there is no lock.
+
 Only the standard library is used (:mod:`urllib`); a progress bar is shown when ``tqdm`` is
 installed and ``progress=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import hashlib
 import http.client
@@ -205,6 +217,37 @@ def _fetch_into(url: str, part: Path, timeout: float, progress: bool) -> None:
             )
 
 
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """Hold the lock of ``target`` (see NOTE [ One downloader per destination ])."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock = target.with_name(f".{target.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # the holder deleted that lock file: take the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)  # releases the lock
+
+
 def download_url(
     urls: str | Sequence[str],
     dest: str | os.PathLike[str],
@@ -253,24 +296,34 @@ def download_url(
     if retries < 1:
         raise ChuteValueError(f"retries must be at least 1, got {retries}")
     target = Path(dest)
-    if target.is_file() and _mismatch(target, md5, sha256, size) is None:
+    local = _mismatch(target, md5, sha256, size) if target.is_file() else None
+    if target.is_file() and local is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     errors: list[str] = []
-    for url in url_list:
-        error = _try_url(
-            url, part, target, (md5, sha256, size), timeout, retries, backoff, progress
-        )
-        if error is None:
-            return target
-        errors.append(f"  {url}: {error}")
+    with _exclusive(target):
+        if target.is_file() and _mismatch(target, md5, sha256, size) is None:
+            return target  # another process fetched it while this one waited
+        for url in url_list:
+            error = _try_url(
+                url, part, target, (md5, sha256, size), timeout, retries, backoff, progress
+            )
+            if error is None:
+                return target
+            errors.append(f"  {url}: {error}")
     tried = "\n".join(errors)
     wanted = ", ".join(
         f"{k} {v}" for k, v in (("md5", md5), ("sha256", sha256), ("size", size)) if v is not None
     )
+    found = ""
+    if local is not None:  # "md5 mismatch for NAME: expected X, found Y"
+        kind, detail = local.split(" mismatch", 1)[0], local.split(": ", 1)[1]
+        wrong = "size is" if kind == "size" else f"checksum ({kind}) is"
+        detail = detail.replace(", found ", ", got ")
+        found = f"{target} is there but its {wrong} wrong ({detail}), and "
     raise DownloadError(
-        f"could not download {target.name}; tried {len(url_list)} URL(s):\n{tried}\n"
+        f"{found}could not download {target.name}; tried {len(url_list)} URL(s):\n{tried}\n"
         f"Download the file by hand and put it at {target}"
         f"{f' (it must have {wanted})' if wanted else ''}."
     )
@@ -376,15 +429,82 @@ def _check_zip_members(archive: Path, zf: zipfile.ZipFile) -> None:
             )
 
 
+def _rename(src: Path, dst: Path) -> None:
+    """``os.replace(src, dst)``; across file systems, a copy next to ``dst`` renamed onto it."""
+    try:
+        os.replace(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".incoming", dir=dst.parent))
+    copy = tmp / dst.name
+    try:
+        if src.is_dir():
+            shutil.copytree(src, copy, symlinks=True)
+        else:
+            shutil.copy2(src, copy, follow_symlinks=False)
+        os.replace(copy, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep_extras(old: Path, new: Path) -> None:
+    """Move what ``old`` has and ``new`` lacks into ``new`` (folders merged recursively)."""
+    for entry in old.iterdir():
+        target = new / entry.name
+        if not target.exists() and not target.is_symlink():
+            os.replace(entry, target)
+        elif entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            _keep_extras(entry, target)
+
+
+def _swap_in(entry: Path, final: Path) -> None:
+    """Put the extracted ``entry`` at ``final`` in one rename (see NOTE [ Extraction moves ])."""
+    real = Path(os.path.realpath(final))  # a symlinked dataset folder: its target
+    if not real.exists():
+        _rename(entry, real)
+        return
+    if not (entry.is_dir() and not entry.is_symlink() and real.is_dir()):
+        if real.is_dir():
+            raise UnsafeArchiveError(
+                f"refusing to extract over {real}: it is a folder, the archive has a file "
+                f"{entry.name!r} there"
+            )
+        _rename(entry, real)
+        return
+    incoming = entry
+    if os.stat(entry).st_dev != os.stat(real.parent).st_dev:
+        incoming = real.parent / f".{real.name}.{secrets.token_hex(4)}.incoming"
+        shutil.copytree(entry, incoming, symlinks=True)
+    aside = real.parent / f".{real.name}.{secrets.token_hex(4)}.old"
+    os.rename(real, aside)
+    try:
+        os.rename(incoming, real)
+    except BaseException:
+        os.rename(aside, real)
+        raise
+    finally:
+        if incoming is not entry:
+            shutil.rmtree(incoming, ignore_errors=True)
+    _keep_extras(aside, real)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _move_into(staging: Path, dest: Path) -> None:
+    """Move each top-level entry of ``staging`` into ``dest``, one rename each.
+
+    NOTE [ Extraction moves ]
+    A top-level folder of the archive (``cifar-10-batches-py``) appears at its place in one
+    rename: a reader sees the old folder or the complete new one, never a mix. When the folder
+    exists, the old one is renamed aside, the new one renamed in, and only then the old
+    folder's files the archive does not have (the user's own) are moved back into it. A
+    dataset folder that is a symlink (data kept on another disk) is followed: the link stays,
+    its target gets the new contents, copied first to the target's file system when that is
+    another one.
+    """
     for entry in staging.iterdir():
-        final = dest / entry.name
-        if final.is_dir() and not final.is_symlink() and entry.is_dir():
-            _move_into(entry, final)
-            continue
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(entry, final)
+        _swap_in(entry, dest / entry.name)
 
 
 def extract_archive(
@@ -395,7 +515,11 @@ def extract_archive(
     Every member is checked before anything is written: absolute paths, ``..`` components,
     and links that point outside ``dest`` raise :class:`UnsafeArchiveError` naming the archive
     and the member. The archive is unpacked into a temporary folder inside ``dest`` and then
-    moved into place, so a failed extraction leaves ``dest`` as it was.
+    moved into place, so a failed extraction leaves ``dest`` as it was. Each top-level entry
+    lands in one rename (NOTE [ Extraction moves ]): an existing folder is replaced as a
+    whole (files of its own that the archive lacks are kept), a symlinked folder is followed.
+    Processes extracting into the same folder at once (every rank of a job) take turns, under
+    the lock of NOTE [ One downloader per destination ].
 
     Args:
         path: the archive.
@@ -422,6 +546,13 @@ def extract_archive(
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return final
+    with _exclusive(out / f"{archive.name}.extract"):  # ranks extracting at once: in turn
+        _extract_members(archive, kind, out)
+    return out
+
+
+def _extract_members(archive: Path, kind: str, out: Path) -> None:
+    """Unpack a tar or zip ``archive`` into a staging folder, then move it into ``out``."""
     staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".extract", dir=out))
     try:
         if kind == "tar":
@@ -446,7 +577,6 @@ def extract_archive(
         _move_into(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out
 
 
 def _copy(src: Any, dst: BinaryIO, archive: Path) -> None:

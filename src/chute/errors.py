@@ -16,8 +16,10 @@ __all__ = [
     "ChuteTimeoutError",
     "CollateError",
     "DatasetFormatError",
+    "DatasetNotFoundError",
     "ChecksumError",
     "DownloadError",
+    "OutputPathError",
     "UnsafeArchiveError",
     "ImageDecodeError",
     "MissingDependencyError",
@@ -68,12 +70,20 @@ class DatasetFormatError(ChuteError, ValueError):
     """A data file does not have the expected format (wrong magic, truncated, malformed)."""
 
 
+class DatasetNotFoundError(ChuteRuntimeError):
+    """A dataset's files are not in its folder (torchvision raises RuntimeError: so does this)."""
+
+
 class ChecksumError(DatasetFormatError):
     """A file's size or checksum does not match the expected value."""
 
 
 class DownloadError(ChuteError, OSError):
     """No mirror could deliver a file."""
+
+
+class OutputPathError(ChuteError, OSError):
+    """A file cannot be written where asked: its folder is missing, or a folder is in the way."""
 
 
 class UnsafeArchiveError(ChuteError, ValueError):

@@ -234,3 +234,47 @@ def test_python2_style_pickles_as_in_the_real_archive(tmp_path):
     assert sorted(entry) == ["batch_label", "data", "filenames", "labels"]
     np.testing.assert_array_equal(entry["data"], batch[b"data"])
     assert entry["labels"] == batch[b"labels"] and entry["filenames"][0] == "img_0.png"
+
+
+def _array_pickle_with_dtype_state(state: bytes, copy: bytes = b"\x88") -> bytes:
+    """A protocol-2 pickle of a 2-element uint8 array whose dtype BUILD state is ``state``."""
+    good = pickle.dumps(np.zeros(2, np.uint8), protocol=2)
+    plain = b"K\x03X\x01\x00\x00\x00|q\x0fNNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+    assert plain in good and b"\x89\x88\x87" in good
+    return good.replace(plain, state).replace(b"\x89\x88\x87", b"\x89" + copy + b"\x87")
+
+
+@pytest.mark.parametrize(
+    ("state", "copy", "refused"),
+    [
+        # flags 63: "holds Python objects" and more, on a uint8 dtype
+        (b"K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t", b"\x88", "state"),
+        # a forged element size
+        (b"K\x03X\x01\x00\x00\x00|NNNK\x08J\xff\xff\xff\xffK\x00t", b"\x88", "state"),
+        # NumPy's shared descriptor (copy=False) would be changed for the whole process
+        (b"K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t", b"\x89", "state"),
+    ],
+)
+def test_forged_dtype_state_is_refused(tmp_path, state, copy, refused):
+    path = tmp_path / "forged"
+    path.write_bytes(_array_pickle_with_dtype_state(state, copy))
+    with pytest.raises(
+        DatasetFormatError,
+        match=f"forged: unsafe or corrupt pickle: refused a numpy.dtype {refused}",
+    ):
+        load_pickle(path)
+    assert np.dtype(np.uint8).flags == 0 and not np.dtype(np.uint8).hasobject
+    path.write_bytes(
+        _array_pickle_with_dtype_state(
+            b"K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+        )
+    )
+    np.testing.assert_array_equal(load_pickle(path), np.zeros(2, np.uint8))
+
+
+def test_build_of_anything_else_is_refused(tmp_path):
+    # BUILD on a list: the pure-Python unpickler would call setattr/`__dict__.update`
+    path = tmp_path / "b"
+    path.write_bytes(b"\x80\x02]}b.")
+    with pytest.raises(DatasetFormatError, match="refused BUILD of a list"):
+        load_pickle(path)

@@ -456,3 +456,61 @@ def test_torch_backend_without_simplejpeg(
         got = _fetch_at(ds, i, 5, 0)
         assert got.shape == (3 if mode == "RGB" else 1, 40, 40) and got.flags.writeable
         assert np.array_equal(got, with_sj[i])
+
+
+def test_reduced_decoding_applies_the_pixel_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    write_jpeg(_smooth(40, 40), root / "a" / "x.jpg")
+    ds = ImageFolder(root, transform=Compose([RandomResizedCrop(8), ToTensor()]))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1600 > 2 * 500
+    with pytest.raises(ImageDecodeError, match="decompression-bomb limit of 500") as info:
+        ds[0]
+    assert str(root / "a" / "x.jpg") in str(info.value)
+
+
+def _png16(path: Path, values: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values.astype(np.uint16)).save(path)
+
+
+def test_16_bit_png_in_an_image_folder_is_8_bit_rgb(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 32896], [57648, 65535, 1000]], np.uint16)
+    _png16(tmp_path / "a" / "deep.png", values)
+    write_png(np.full((3, 2, 3), 7, np.uint8), tmp_path / "a" / "plain.png")
+    expected = np.round(values / 257).astype(np.uint8)
+    for transform in (None, Resize((2, 3)), Compose([RandomResizedCrop((2, 3)), ToTensor()])):
+        ds = ImageFolder(tmp_path, transform=transform)
+        img, _ = ds[0]
+        if transform is None:
+            assert img.dtype == np.uint8 and img.shape == (2, 3, 3)
+            np.testing.assert_array_equal(img, np.repeat(expected[:, :, None], 3, axis=2))
+        else:
+            assert np.asarray(img).max() <= 255  # 8-bit values (floats in [0, 1] after ToTensor)
+        for sample in ds.__getitems__([0, 1]):
+            assert np.asarray(sample[0]).max() <= 255
+    tensor = ImageFolder(tmp_path, transform=ToTensor())
+    assert float(np.asarray(tensor[0][0]).max()) == 1.0  # 65535 -> 255 -> 1.0, not 257.0
+
+
+def test_16_bit_png_in_a_csv_dataset_is_8_bit(tmp_path: Path) -> None:
+    values = np.array([[0, 65535], [32896, 257]], np.uint16)
+    _png16(tmp_path / "img" / "deep.png", values)
+    (tmp_path / "labels.csv").write_text("deep.png,1\n")
+    for transform in (None, Resize((2, 2))):
+        img, _ = ImageCSVDataset(tmp_path / "labels.csv", tmp_path / "img", transform)[0]
+        assert img.dtype == np.uint8
+        np.testing.assert_array_equal(img[0], np.round(values / 257).astype(np.uint8))
+    assert read_image(tmp_path / "img" / "deep.png").dtype == np.uint16  # read_image keeps 16
+
+
+def test_a_zero_byte_image_in_a_folder_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    empty = tmp_path / "a" / "empty.jpg"
+    empty.write_bytes(b"")
+    for transform in (None, Compose([RandomResizedCrop(8), ToTensor()])):
+        with pytest.raises(ImageDecodeError) as info:
+            ImageFolder(tmp_path, transform=transform)[0]
+        assert str(info.value) == f"cannot decode image '{empty}': the file is empty (0 bytes)"

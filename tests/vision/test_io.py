@@ -250,3 +250,70 @@ def test_missing_pillow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'chute\[vision\]'"):
         decode_image(data)
+
+
+def _claim_size(jpeg: bytes, height: int, width: int) -> bytes:
+    """The JPEG with its SOF header rewritten to claim ``height`` x ``width``."""
+    data = bytearray(jpeg)
+    i = 2
+    while i < len(data):
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            data[i + 5 : i + 7] = height.to_bytes(2, "big")
+            data[i + 7 : i + 9] = width.to_bytes(2, "big")
+            return bytes(data)
+        i += 2 + length
+    raise AssertionError("no SOF marker")
+
+
+@pytest.mark.parametrize("backend", [None, "pil", "simplejpeg"])
+def test_decompression_bomb_limit_on_every_decode_path(
+    backend: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = bytes(encode_jpeg(_smooth(16, 16)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    bomb = _claim_size(small, 16, 16)  # 256 pixels > 2 * 100
+    expected = "over twice the decompression-bomb limit of 100 pixels"
+    with pytest.raises(ImageDecodeError, match="decompression") as info:
+        decode_jpeg(bomb, backend=backend)
+    if backend != "pil":
+        assert expected in str(info.value) and "'<" in str(info.value)
+    with pytest.raises(ImageDecodeError, match="decompression"):
+        decode_jpeg(bomb, min_size=(2, 2), backend=backend)
+    with pytest.raises(ImageDecodeError, match="decompression"):
+        decode_image(bomb)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 256 > 200: a warning, as Pillow
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert decode_jpeg(small, backend=backend).shape == (3, 16, 16)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # off, as in Pillow
+    assert decode_jpeg(small, backend=backend).shape == (3, 16, 16)
+
+
+def test_a_15000_square_header_is_refused_before_decoding(tmp_path: Path) -> None:
+    bomb = _claim_size(bytes(encode_jpeg(_smooth(16, 16))), 15000, 15000)
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(bomb)
+    message = (
+        f"image '{path}' claims 15000 x 15000 = 225000000 pixels, over twice the "
+        f"decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels "
+        f"(PIL.Image.MAX_IMAGE_PIXELS); raise that limit if the file is trusted"
+    )
+    with pytest.raises(ImageDecodeError) as info:
+        read_image(path)
+    assert str(info.value) == message
+
+
+def test_an_empty_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageDecodeError) as info:
+        read_image(path)
+    assert str(info.value) == f"cannot decode image '{path}': the file is empty (0 bytes)"
+    path.write_bytes(b"not an image at all")
+    with pytest.raises(ImageDecodeError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"cannot decode image '{path}': not an image format Pillow can identify (19 bytes "
+        f"starting b'not an i')"
+    )
+    assert "BytesIO" not in str(info.value)

@@ -294,3 +294,24 @@ def test_with_chute_transforms_one_gather_one_conversion(root, monkeypatch):
                 alone.append(aug[i][0])
     assert isinstance(batch, StackedSamples)
     np.testing.assert_allclose(batch.data[0], np.stack(alone), atol=1e-6)
+
+
+def test_a_local_gz_with_a_wrong_md5_is_reported_as_such(tmp_path, monkeypatch):
+    import socket
+
+    raw = write_mnist_raw(tmp_path, "MNIST", train_size=10, test_size=5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens: the mirror is offline
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    monkeypatch.setattr(chute.download.time, "sleep", lambda seconds: None)
+    local = raw / "train-images-idx3-ubyte.gz"
+    got = hashlib.md5(local.read_bytes()).hexdigest()
+    expected = dict(MNIST.resources)["train-images-idx3-ubyte.gz"]
+    with pytest.raises(DownloadError) as info:
+        MNIST(tmp_path, download=True)
+    assert str(info.value).startswith(
+        f"{local} is there but its checksum (md5) is wrong (expected {expected}, got {got}), "
+        f"and could not download train-images-idx3-ubyte.gz; tried 1 URL(s):"
+    )
+    assert local.read_bytes()  # the user's file is left alone

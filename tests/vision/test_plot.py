@@ -81,3 +81,51 @@ def test_plot_samples_after_totensor_and_classes_attr(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "p.png").size == (400, 200)
     a = [ax.get_title() for ax in plot_samples(ds, seed=3).axes]
     assert a == [ax.get_title() for ax in plot_samples(ds, seed=3).axes]
+
+
+def test_plot_samples_with_a_label_missing_from_labels_map() -> None:
+    from chute.errors import ChuteKeyError
+
+    ds = TensorDataset(np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 2, 7]))
+    with pytest.raises(ChuteKeyError) as info:
+        plot_samples(ds, labels_map={0: "a", 1: "b", 2: "c"}, rows=4, cols=4, seed=0)
+    assert str(info.value).startswith(
+        "label 7 of sample 3 is not in labels_map, whose keys are 0, 1, 2"
+    )
+    with pytest.raises(
+        KeyError,
+        match=r"label 7 of sample 3 has no name: labels_map is a sequence of 3 names \(labels 0",
+    ):
+        plot_samples(ds, labels_map=["a", "b", "c"], rows=4, cols=4, seed=0)
+    neg = TensorDataset(np.zeros((1, 8, 8), np.uint8), np.array([-1]))  # not the last name
+    with pytest.raises(KeyError, match="label -1 of sample 0 has no name"):
+        plot_samples(neg, labels_map=["a", "b"], rows=1, cols=1)
+
+
+def test_plot_samples_checks_rows_cols_and_path_first(tmp_path: Path) -> None:
+    from chute.errors import OutputPathError
+
+    ds = _toy_dataset()
+    for bad in ({"rows": 0}, {"cols": -2}):
+        with pytest.raises(ChuteValueError, match=r"(rows|cols) must be a positive integer, got"):
+            plot_samples(ds, **bad)  # type: ignore[arg-type]
+    with pytest.raises(OutputPathError, match=r"the folder .*missing does not exist"):
+        plot_samples(ds, path=tmp_path / "missing" / "x.png")
+    with pytest.raises(ChuteValueError, match=r"matplotlib writes no '\.xyz' files"):
+        plot_samples(ds, path=tmp_path / "x.xyz")
+    plot_samples(ds, path=tmp_path / "x.jpg", seed=0)
+    assert (tmp_path / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, as named
+    plot_samples(ds, path=tmp_path / "x.svg", seed=0)
+    assert b"<svg" in (tmp_path / "x.svg").read_bytes()[:500]
+
+
+def test_save_image_refuses_unknown_formats_and_missing_folders(tmp_path: Path) -> None:
+    from chute.errors import OutputPathError
+
+    x = np.ones((2, 1, 8, 8), np.float32)
+    with pytest.raises(ChuteValueError, match=r"cannot write .*x\.xyz: Pillow writes no XYZ files"):
+        save_image(x, tmp_path / "x.xyz")
+    with pytest.raises(OutputPathError, match="does not exist"):
+        save_image(x, tmp_path / "no" / "x.png")
+    save_image(x, tmp_path / "x.jpg")
+    assert (tmp_path / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"

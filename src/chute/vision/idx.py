@@ -87,7 +87,12 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
                 return _parse(f, p)
         with open(p, "rb") as f:
             return _parse(f, p)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+    except EOFError as exc:  # the gzip stream ends early: a cut download or copy
+        raise DatasetFormatError(
+            f"{p} is truncated: its gzip stream ends before the end-of-stream marker ({exc}); "
+            f"delete it and download it again"
+        ) from exc
+    except (gzip.BadGzipFile, zlib.error) as exc:
         raise DatasetFormatError(f"{p} is not a valid gzip file: {exc}") from exc
 
 

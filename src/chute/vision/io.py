@@ -23,6 +23,8 @@ import enum
 import importlib.util
 import io
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from .._lazy import loaded, require
 from ..download import create_temp
-from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError
+from ..errors import ChuteTypeError, ChuteValueError, ImageDecodeError, OutputPathError
 
 __all__ = [
     "ImageReadMode",
@@ -43,6 +45,8 @@ __all__ = [
     "write_png",
     "write_jpeg",
     "write_file",
+    "to_uint8",
+    "check_writable",
 ]
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray
@@ -159,12 +163,27 @@ def _to_array(img: Any, mode: ImageReadMode, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+_BUFFER_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def _pil_message(exc: BaseException) -> str:
+    """Pillow's message without the in-memory buffer it names (the path is in ours)."""
+    return _BUFFER_REPR.sub("", str(exc)).strip() or type(exc).__name__
+
+
 def _open_pil(data: bytes, name: str) -> Any:
     Image = require("PIL.Image", "decoding images")
+    if not data:
+        raise ImageDecodeError(f"cannot decode image {name!r}: the file is empty (0 bytes)")
     try:
         return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            f"cannot decode image {name!r}: not an image format Pillow can identify "
+            f"({len(data)} bytes starting {data[:8]!r})"
+        ) from exc
     except Exception as exc:
-        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+        raise ImageDecodeError(f"cannot decode image {name!r}: {_pil_message(exc)}") from exc
 
 
 def _finish_pil(img: Any, mode: ImageReadMode, exif: bool, name: str) -> np.ndarray:
@@ -177,7 +196,65 @@ def _finish_pil(img: Any, mode: ImageReadMode, exif: bool, name: str) -> np.ndar
     except ImageDecodeError:
         raise
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
-        raise ImageDecodeError(f"cannot decode image {name!r}: {exc}") from exc
+        raise ImageDecodeError(f"cannot decode image {name!r}: {_pil_message(exc)}") from exc
+
+
+_PIL_DEFAULT_MAX_PIXELS = 89478485  # Pillow's Image.MAX_IMAGE_PIXELS (1024 * 1024 * 1024 // 4 // 3)
+
+
+def check_pixel_limit(height: int, width: int, name: str) -> None:
+    """Apply Pillow's decompression-bomb limit to an image's header dimensions.
+
+    NOTE [ One pixel limit for every decoder ]
+    Pillow refuses to open an image of more than ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels
+    and warns (``DecompressionBombWarning``) above ``MAX_IMAGE_PIXELS``. simplejpeg has no
+    such limit: a 631-byte JPEG whose header claims 15000 x 15000 would allocate 675 MB. So
+    every decode path reads the header dimensions first and calls this, with Pillow's
+    current setting (``MAX_IMAGE_PIXELS = None`` turns the check off, as in Pillow).
+
+    Raises:
+        ImageDecodeError: more than twice the limit (names the file, its size and the limit).
+    """
+    limit: int | None = _PIL_DEFAULT_MAX_PIXELS
+    Image = loaded("PIL.Image")
+    if Image is None and importlib.util.find_spec("PIL") is not None:
+        Image = require("PIL.Image", "decoding images")
+    if Image is not None:
+        limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    pixels = max(int(height), 1) * max(int(width), 1)
+    if pixels > 2 * limit:
+        raise ImageDecodeError(
+            f"image {name!r} claims {width} x {height} = {pixels} pixels, over twice the "
+            f"decompression-bomb limit of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS); "
+            f"raise that limit if the file is trusted"
+        )
+    if pixels > limit:
+        category: type[Warning] = (
+            Image.DecompressionBombWarning if Image is not None else RuntimeWarning
+        )
+        warnings.warn(
+            f"image {name!r} has {pixels} pixels, over the decompression-bomb limit of "
+            f"{limit} pixels (PIL.Image.MAX_IMAGE_PIXELS): it could be a decompression bomb",
+            category,
+            stacklevel=3,
+        )
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """A uint16 image scaled to uint8 (``round(v * 255 / 65535)``); other arrays as they are.
+
+    The file datasets promise 8-bit images: a 16-bit PNG among 8-bit ones must not reach a
+    batch with values up to 65535. ``read_image`` keeps 16 bits, as torchvision's does.
+
+    Example:
+        >>> to_uint8(np.array([0, 257, 32896, 65535], np.uint16)).tolist()
+        [0, 1, 128, 255]
+    """
+    if arr.dtype != np.uint16:
+        return arr
+    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _has_simplejpeg() -> bool:
@@ -213,9 +290,10 @@ def _decode_simplejpeg(
     """Decode with simplejpeg; None when it cannot give the requested result."""
     sj = require("simplejpeg", "fast JPEG decoding")
     try:
-        _, _, colorspace, _ = sj.decode_jpeg_header(data)
+        height, width, colorspace, _ = sj.decode_jpeg_header(data)
     except Exception:
         return None  # let Pillow produce the error message (or decode what it can)
+    check_pixel_limit(height, width, name)
     space = _sj_colorspace(colorspace, mode)
     if space is None:
         return None
@@ -401,9 +479,28 @@ def encode_jpeg(input: Any, quality: int = 75) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).copy()
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`~chute.errors.OutputPathError` if ``path`` cannot be written as a file.
+
+    Example:
+        >>> check_writable("/no/x.png")
+        Traceback (most recent call last):
+        ...
+        chute.errors.OutputPathError: cannot write /no/x.png: the folder /no does not exist
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputPathError(f"cannot write {target}: it is a folder; name a file in it")
+    folder = target.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputPathError(f"cannot write {target}: the folder {folder} {what}")
+
+
 def write_file(filename: str | os.PathLike[str], data: Any) -> None:
     """Write bytes (or a 1-D uint8 array) to ``filename`` atomically (temp file + rename)."""
     target = Path(filename)
+    check_writable(target)
     payload = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     fd, tmp = create_temp(target.parent, target.name)  # mode from the umask, unlike mkstemp
     try:

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from .._lazy import loaded, require
-from ..errors import ChuteTypeError, ChuteValueError
-from .io import write_file
+from ..errors import ChuteKeyError, ChuteTypeError, ChuteValueError
+from .io import check_writable, write_file
 from .transforms._image import spatial_axes
 
-__all__ = ["make_grid", "save_image", "plot_samples"]
+__all__ = ["make_grid", "save_image", "plot_samples", "figure_format"]
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -145,16 +145,26 @@ def save_image(
         grid = grid[None]
     hwc = _to_uint8_hwc(grid)
     img = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
+    check_writable(fp)
     buf = io.BytesIO()
-    fmt = format or (os.path.splitext(os.fspath(fp))[1].lstrip(".").upper() or "PNG")
-    img.save(buf, format="JPEG" if fmt == "JPG" else fmt)
+    fmt = (format or os.path.splitext(os.fspath(fp))[1].lstrip(".") or "PNG").upper()
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    Image.init()
+    if fmt not in Image.SAVE:
+        raise ChuteValueError(
+            f"cannot write {os.fspath(fp)}: Pillow writes no {fmt} files; use one of "
+            f"{', '.join(sorted(Image.SAVE))}"
+        )
+    img.save(buf, format=fmt)
     write_file(fp, buf.getvalue())
 
 
 def _displayable(img: Any) -> tuple[np.ndarray, bool]:
     """An H x W (grey) or H x W x C array for imshow, and whether it is grey."""
+    torch = loaded("torch")
+    tensor = torch is not None and isinstance(img, torch.Tensor)  # always C x H x W
     arr = _numpy(img)
-    if arr.ndim == 3 and spatial_axes(arr) == (-2, -1):
+    if arr.ndim == 3 and (tensor or spatial_axes(arr) == (-2, -1)):
         arr = arr.transpose(1, 2, 0)  # C x H x W -> H x W x C
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -163,6 +173,49 @@ def _displayable(img: Any) -> tuple[np.ndarray, bool]:
     if np.issubdtype(arr.dtype, np.floating):
         arr = np.clip(arr, 0.0, 1.0)
     return arr, arr.ndim == 2
+
+
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The file format ``plot_samples`` writes to ``path``: the one its suffix names.
+
+    No suffix means PNG. A suffix matplotlib cannot write, a missing folder or a folder in
+    the way raise before anything is plotted.
+
+    Example:
+        >>> figure_format("grid.jpg")
+        'jpg'
+    """
+    check_writable(path)
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    if not suffix:
+        return "png"
+    backend = require("matplotlib.backends.backend_agg", "plotting samples")
+    supported = sorted(backend.FigureCanvasAgg.get_supported_filetypes())
+    if suffix not in supported:
+        raise ChuteValueError(
+            f"cannot write {os.fspath(path)}: matplotlib writes no '.{suffix}' files; use "
+            f"one of {', '.join('.' + s for s in supported)}"
+        )
+    return suffix
+
+
+def _title(labels_map: Any, key: Any, index: int) -> str:
+    """The class name of label ``key`` (of sample ``index``) in ``labels_map``."""
+    if isinstance(labels_map, Mapping):
+        if key in labels_map:
+            return str(labels_map[key])
+        shown = ", ".join(map(repr, list(labels_map)[:10]))
+        raise ChuteKeyError(
+            f"label {key!r} of sample {index} is not in labels_map, whose keys are {shown}"
+            f"{', ...' if len(labels_map) > 10 else ''}; pass a labels_map that names every label"
+        )
+    if isinstance(key, int) and 0 <= key < len(labels_map):
+        return str(labels_map[key])
+    raise ChuteKeyError(
+        f"label {key!r} of sample {index} has no name: labels_map is a sequence of "
+        f"{len(labels_map)} names (labels 0 to {len(labels_map) - 1}); pass a labels_map "
+        f"that names every label"
+    )
 
 
 def plot_samples(
@@ -183,7 +236,8 @@ def plot_samples(
         cols: columns of the grid.
         rows: rows of the grid.
         seed: seed of the random choice of samples (None: a different choice each call).
-        path: also save the figure as a PNG here (atomically).
+        path: also save the figure here (atomically), in the format its suffix names
+            (:func:`figure_format`; no suffix: PNG).
         figsize: the figure size in inches (at 100 dpi).
 
     Returns:
@@ -191,6 +245,10 @@ def plot_samples(
     """
     figure_mod = require("matplotlib.figure", "plotting samples")
     require("matplotlib.backends.backend_agg", "plotting samples")
+    for name, value in (("rows", rows), ("cols", cols)):
+        if not isinstance(value, int) or value < 1:
+            raise ChuteValueError(f"{name} must be a positive integer, got {value!r}")
+    fmt = figure_format(path) if path is not None else None
     n = len(dataset)
     if n == 0:
         raise ChuteValueError(f"cannot plot samples of an empty dataset ({type(dataset).__name__})")
@@ -202,10 +260,7 @@ def plot_samples(
         index = int(gen.integers(n))
         img, label = dataset[index][:2]
         key = int(_numpy(label).item()) if not isinstance(label, str) else label
-        if labels_map is None:
-            title = str(key)
-        else:
-            title = str(labels_map[key])  # type: ignore[index]
+        title = str(key) if labels_map is None else _title(labels_map, key, index)
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.set_title(title)
         ax.axis("off")
@@ -213,6 +268,6 @@ def plot_samples(
         ax.imshow(arr, cmap="gray" if grey else None)
     if path is not None:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        fig.savefig(buf, format=fmt)
         write_file(path, buf.getvalue())
     return fig

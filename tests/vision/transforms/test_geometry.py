@@ -36,7 +36,7 @@ def test_flips_hand_computed() -> None:
     assert RandomHorizontalFlip(p=1.0)(x).tolist() == [[2, 1, 0], [5, 4, 3]]
     assert RandomVerticalFlip(p=1.0)(x).tolist() == [[3, 4, 5], [0, 1, 2]]
     assert RandomHorizontalFlip(p=0.0)(x) is x
-    hwc = _img(2, 3)
+    hwc = _img(5, 6)
     assert np.array_equal(RandomHorizontalFlip(1.0)(hwc), hwc[:, ::-1])
     chw = np.ascontiguousarray(_img(3, 5, 3).transpose(2, 0, 1)).astype(np.float32)
     assert np.array_equal(RandomHorizontalFlip(1.0)(chw), chw[:, :, ::-1])
@@ -76,7 +76,7 @@ def test_random_crop_padding_modes() -> None:
     padded = [[0, 0, 1, 2, 0, 0], [0, 0, 3, 4, 0, 0]]
     needed = RandomCrop((2, 4), pad_if_needed=True)(x).tolist()
     assert needed in [[row[k : k + 4] for row in padded] for k in range(3)]
-    rgb = RandomCrop(4, padding=1, fill=(1, 2, 3))(np.zeros((2, 2, 3), np.uint8))
+    rgb = RandomCrop(7, padding=1, fill=(1, 2, 3))(np.zeros((5, 5, 3), np.uint8))
     assert rgb[0, 0].tolist() == [1, 2, 3] and rgb[1, 1].tolist() == [0, 0, 0]
     with pytest.raises(ChuteValueError, match=r"Required crop size \(3, 3\) is larger"):
         RandomCrop(3)(x)
@@ -288,3 +288,20 @@ def test_torch_backend_reprs() -> None:
         "interpolation=bilinear, antialias=True, backend='torch')"
     )
     assert "backend" not in repr(Resize(256, backend="pillow"))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Resize(0), r"Resize size must be positive .*got 0"),
+        (lambda: Resize((0, 4)), r"Resize size must be positive .*got \(0, 4\)"),
+        (lambda: Resize([-3]), r"Resize size must be positive .*got \[-3\]"),
+        (lambda: Resize(4, max_size=0), r"Resize max_size must be positive, got 0"),
+        (lambda: CenterCrop(0), r"CenterCrop size must be positive .*got 0"),
+        (lambda: RandomCrop((3, 0)), r"RandomCrop size must be positive .*got \(3, 0\)"),
+        (lambda: RandomResizedCrop(0), r"RandomResizedCrop size must be positive .*got 0"),
+    ],
+)
+def test_sizes_below_one_are_refused(make, message) -> None:
+    with pytest.raises(ChuteValueError, match=message):
+        make()

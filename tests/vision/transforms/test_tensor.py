@@ -27,7 +27,7 @@ def test_totensor_2d_becomes_one_channel() -> None:
 
 
 def test_totensor_other_dtypes_not_scaled() -> None:
-    x = np.arange(12, dtype=np.int32).reshape(2, 2, 3)
+    x = np.arange(90, dtype=np.int32).reshape(5, 6, 3)
     out = ToTensor()(x)
     assert out.dtype == np.int32
     assert np.array_equal(out, x.transpose(2, 0, 1))
@@ -36,10 +36,12 @@ def test_totensor_other_dtypes_not_scaled() -> None:
 
 
 def test_totensor_pil_rgb_and_l_and_1() -> None:
-    x = np.random.default_rng(1).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     assert np.array_equal(ToTensor()(Image.fromarray(x)), ToTensor()(x))
+    small = x[:3, :4]  # 3x4x3: ambiguous as an array, not as a PIL image
+    assert np.allclose(ToTensor()(Image.fromarray(small)), small.transpose(2, 0, 1) / 255)
     gray = Image.fromarray(x[..., 0])
-    assert ToTensor()(gray).shape == (1, 4, 6)
+    assert ToTensor()(gray).shape == (1, 5, 6)
     binary = Image.fromarray(x[..., 0] > 128)
     assert set(np.unique(ToTensor()(binary))) <= {0.0, 1.0}
 
@@ -114,6 +116,6 @@ def test_reprs() -> None:
 
 
 def test_totensor_output_is_c_contiguous() -> None:
-    x = np.random.default_rng(6).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    x = np.random.default_rng(6).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)
     assert ToTensor().batch(x, []).flags["C_CONTIGUOUS"]
     assert ToTensor()(x[0]).flags["C_CONTIGUOUS"]

@@ -113,7 +113,7 @@ def denominator(height: int, width: int, box_hw: tuple[int, int], out_hw: tuple[
     return 1
 
 
-def _sj_space(raw: bytes, mode: _io.ImageReadMode) -> tuple[int, int, str] | None:
+def _sj_space(raw: bytes, name: str, mode: _io.ImageReadMode) -> tuple[int, int, str] | None:
     """(H, W, "RGB" or "GRAY") when simplejpeg decodes ``raw`` as read_image would, else None."""
     if not _io._has_simplejpeg():
         return None
@@ -122,6 +122,7 @@ def _sj_space(raw: bytes, mode: _io.ImageReadMode) -> tuple[int, int, str] | Non
         height, width, colorspace, _ = sj.decode_jpeg_header(raw)
     except Exception:
         return None  # Pillow then decodes what it can, or names the error
+    _io.check_pixel_limit(height, width, name)  # NOTE [ One pixel limit for every decoder ]
     space = _io._sj_colorspace(colorspace, mode)
     return None if space is None else (int(height), int(width), space)
 
@@ -209,15 +210,21 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
     The first transform's result is C x H x W (``read_image``'s layout), or H x W x C when
     ``hwc`` (the layout of ``ImageFolder``'s default loader), before the rest run.
     """
+    with im.layout_scope():  # NOTE [ Image layouts ]: what run knows, the rest is told
+        return _run(p, raw, name, mode, hwc)
+
+
+def _run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool) -> Any:
     if not raw.startswith(_io._JPEG_MAGIC):
-        out = _io._decode_raw(raw, name, mode, False)
+        out = _io.to_uint8(_io._decode_raw(raw, name, mode, False))  # 8-bit, as promised
         if hwc:
             out = np.ascontiguousarray(out.transpose(1, 2, 0))
-        out = p.first(out)
-        for t in p.rest:
-            out = t(out)
+        with im.known_layout(out, hwc):  # NOTE [ Image layouts ]: a 3x3 PNG is not ambiguous
+            out = p.first(out)
+            for t in p.rest:
+                out = t(out)
         return out
-    sj = _sj_space(raw, mode)
+    sj = _sj_space(raw, name, mode)
     pil = None
     if sj is not None:
         height, width, _ = sj
@@ -268,6 +275,7 @@ def run(p: Plan, raw: bytes, name: str, mode: _io.ImageReadMode, hwc: bool = Fal
     else:
         assert pil is not None
         out = _exact_pil(pil, name, mode, (top, left, h, w), (out_h, out_w), resample, hwc)
+    im.remember_layout(out, hwc)  # NOTE [ Image layouts ]: a 4x5x3 result is H x W x C
     for t in p.rest:
         out = t(out)
     return out

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...download import check_integrity, download_url, extract_archive
-from ...errors import ChuteRuntimeError, DatasetFormatError
+from ...errors import ChuteRuntimeError, DatasetFormatError, DatasetNotFoundError
 from .vision import VisionDataset
 
 __all__ = ["CIFAR10", "CIFAR100", "RestrictedUnpickler", "load_pickle"]
@@ -37,11 +37,73 @@ def _numpy_attr(modules: tuple[str, ...], name: str) -> Any:
     raise ImportError(f"numpy has no {name} in {modules}")  # pragma: no cover
 
 
-def _plain_dtype(*args: Any) -> np.dtype[Any]:
-    dtype = np.dtype(*args)
+def _plain_dtype(obj: Any, align: Any = False, copy: Any = True) -> np.dtype[Any]:
+    """``numpy.dtype`` as a pickle calls it, always a new copy (BUILD then sets its state).
+
+    A pickle asking for ``copy=False`` would get NumPy's shared descriptor of that type, and
+    its BUILD would then change every array of that dtype in the process.
+    """
+    if not isinstance(obj, str) or not isinstance(align, bool):
+        raise pickle.UnpicklingError(f"refused global 'numpy.dtype' with arguments {obj!r}")
+    dtype = np.dtype(obj, align=align, copy=True)
     if dtype.hasobject:
-        raise pickle.UnpicklingError(f"refused global 'numpy.dtype' with object dtype {args!r}")
+        raise pickle.UnpicklingError(f"refused global 'numpy.dtype' with object dtype {obj!r}")
+    if dtype.names is not None or dtype.subdtype is not None:
+        raise pickle.UnpicklingError(f"refused global 'numpy.dtype' with a structured {obj!r}")
     return dtype
+
+
+def _build_dtype(dtype: np.dtype[Any], state: Any) -> None:
+    """BUILD of a dtype: only the state NumPy writes for a plain dtype, never other flags.
+
+    NumPy's dtype state is ``(version, byteorder, subarray, names, fields, elsize,
+    alignment, flags[, metadata])``. A forged ``flags`` (say "holds Python objects") or
+    ``elsize`` would make NumPy read array bytes as pointers; so the state must be exactly
+    the one a plain dtype of this kind has, apart from the byte order.
+    """
+    plain = (None, None, None, -1, -1, dtype.flags)
+    if (
+        not isinstance(state, tuple)
+        or len(state) not in (8, 9)
+        or state[0] not in (3, 4)
+        or state[1] not in ("<", ">", "|", "=")
+        or state[2:8] != plain
+        or (len(state) == 9 and state[8] is not None)
+    ):
+        raise pickle.UnpicklingError(
+            f"refused a numpy.dtype state {state!r} for {dtype}: only a plain dtype's state "
+            f"(version, byte order, None, None, None, -1, -1, {dtype.flags}) is accepted"
+        )
+    dtype.__setstate__(state)  # type: ignore[attr-defined]
+
+
+def _build_array(array: np.ndarray, state: Any) -> None:
+    """BUILD of an array: a plain dtype (already checked) and raw bytes, not Python objects."""
+    if (
+        not isinstance(state, tuple)
+        or len(state) != 5
+        or not isinstance(state[2], np.dtype)
+        or state[2].hasobject
+        or not isinstance(state[4], (bytes, bytearray, str))
+    ):
+        kinds = tuple(type(x).__name__ for x in state) if isinstance(state, tuple) else state
+        raise pickle.UnpicklingError(
+            f"refused a numpy.ndarray state of {kinds!r}: expected (version, shape, plain "
+            f"dtype, fortran order, raw bytes)"
+        )
+    array.__setstate__(state)
+
+
+def _load_build(self: Any) -> None:
+    """BUILD only for the two kinds of object the allowed globals make: dtypes and arrays."""
+    state = self.stack.pop()
+    inst = self.stack[-1]
+    if isinstance(inst, np.dtype):
+        _build_dtype(inst, state)
+    elif type(inst) is np.ndarray:
+        _build_array(inst, state)
+    else:
+        raise pickle.UnpicklingError(f"refused BUILD of a {type(inst).__name__}")
 
 
 def _latin1_encode(text: Any, encoding: str = "latin1", errors: str = "strict") -> bytes:
@@ -98,6 +160,7 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
     dispatch: ClassVar[dict[int, Any]] = {
         **_PyUnpickler.dispatch,
         pickle.BYTEARRAY8[0]: _load_bytearray8,
+        pickle.BUILD[0]: _load_build,
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -168,6 +231,7 @@ class CIFAR10(VisionDataset):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+    images_hwc = True  # H x W x C images (NOTE [ Image layouts ])
     safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
 
     base_folder = "cifar-10-batches-py"
@@ -204,7 +268,9 @@ class CIFAR10(VisionDataset):
             self.download()
         bad = self._bad_files()
         if bad:
-            raise ChuteRuntimeError(
+            present = [name for name in bad if (self._folder() / name).exists()]
+            error = ChuteRuntimeError if present else DatasetNotFoundError
+            raise error(
                 f"Dataset not found or corrupted. You can use download=True to download it "
                 f"(missing or failing their md5 in {self._folder()}: {', '.join(bad)})"
             )

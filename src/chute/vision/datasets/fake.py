@@ -37,6 +37,7 @@ class FakeData(VisionDataset):
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+    images_hwc = True  # H x W x C images (NOTE [ Image layouts ])
     safe_to_fetch_before_fork = True  # no handle kept between fetches (see chute.Dataset)
 
     def __init__(

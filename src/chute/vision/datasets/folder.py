@@ -29,8 +29,9 @@ import numpy as np
 from ... import rng
 from ...errors import ChuteKeyError, ChuteValueError, DatasetFormatError
 from ...stacked import StackedSamples
-from ..io import ImageReadMode, decode_image, read_image
+from ..io import ImageReadMode, decode_image, read_image, to_uint8
 from ..transforms import Compose, apply_batch, is_batchable
+from ..transforms._image import known_layout, layout_hwc, layout_scope, remember_layout
 from . import _reduced
 from ._strings import PackedStrings
 from .vision import VisionDataset
@@ -144,8 +145,13 @@ def pil_loader(path: str) -> Any:
 
 
 def default_loader(path: str) -> np.ndarray:
-    """Read an image file as an H x W x 3 uint8 RGB array (chute's default loader)."""
-    return np.ascontiguousarray(decode_image(path, ImageReadMode.RGB).transpose(1, 2, 0))
+    """Read an image file as an H x W x 3 uint8 RGB array (chute's default loader).
+
+    16-bit images are scaled to 8 bits (:func:`~chute.vision.io.to_uint8`); torchvision's
+    PIL loader gives 8 bits too, but clips (``convert("RGB")`` makes 1000 and 65535 both 255).
+    """
+    rgb = to_uint8(decode_image(path, ImageReadMode.RGB))
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0))
 
 
 def _split_batchable(transform: Any) -> tuple[Any, list[Any]]:
@@ -193,7 +199,25 @@ class _FileFetch:
     def _label(self, i: int) -> int:
         raise NotImplementedError
 
+    def _hwc(self) -> bool | None:
+        """The layout of a loaded image: H x W x C (True), C x H x W (False), unknown (None)."""
+        raise NotImplementedError
+
+    def _transform(self, image: Any, transform: Any) -> Any:
+        """``transform(image)``, telling the first transform the layout the loader gave."""
+        if transform is None:
+            return image
+        hwc = self._hwc()
+        if hwc is None or not isinstance(image, np.ndarray):
+            return transform(image)
+        with known_layout(image, hwc):  # NOTE [ Image layouts ] in transforms/_image.py
+            return transform(image)
+
     def __getitems__(self, indices: Sequence[int]) -> Any:
+        with layout_scope():  # NOTE [ Image layouts ]: head results keep theirs for the tail
+            return self._getitems(indices)
+
+    def _getitems(self, indices: Sequence[int]) -> Any:
         head, tail = _split_batchable(self.transform)
         if not tail or self.target_transform is not None or len(indices) == 0:
             out = []
@@ -210,7 +234,11 @@ class _FileFetch:
             labels.append(self._label(i))
         kinds = {(getattr(im, "shape", None), getattr(im, "dtype", None)) for im in images}
         if len(kinds) == 1 and isinstance(images[0], np.ndarray):
-            batch = apply_batch(Compose(tail), np.stack(images), gens)
+            stacked = np.stack(images)
+            layouts = {self._hwc() if head is None else layout_hwc(x) for x in images}
+            if len(layouts) == 1 and None not in layouts:  # NOTE [ Image layouts ]
+                remember_layout(stacked, bool(layouts.pop()), batched=True)
+            batch = apply_batch(Compose(tail), stacked, gens)
             return StackedSamples((batch, np.asarray(labels, dtype=np.int64)), len(images))
         out = []
         for index, im, gen, label in zip(indices, images, gens, labels, strict=True):
@@ -218,9 +246,11 @@ class _FileFetch:
                 with rng.sample_scope(index):
                     out.append(self[index])  # type: ignore[index]
                 continue
-            for t in tail:
-                im = t.batch(im[None], [gen])[0]
-            out.append((im, label))
+            hwc = self._hwc() if head is None else layout_hwc(im)
+            x = im[None]
+            if hwc is not None:
+                remember_layout(x, hwc, batched=True)
+            out.append((apply_batch(Compose(tail), x, [gen])[0], label))
         return out
 
 
@@ -297,8 +327,10 @@ class DatasetFolder(_FileFetch, VisionDataset):
             if plan is not None:
                 with open(path, "rb") as f:
                     return _reduced.run(plan, f.read(), path, ImageReadMode.RGB, hwc=True)
-        sample = self.loader(path)
-        return transform(sample) if transform is not None else sample
+        return self._transform(self.loader(path), transform)
+
+    def _hwc(self) -> bool | None:
+        return True if self.loader is default_loader else None
 
     def _label(self, i: int) -> int:
         return int(self._targets[i])
@@ -415,8 +447,8 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
     """Images named in a CSV annotations file, with integer labels (the tutorial's dataset).
 
     Each data row names an image file (relative to ``img_dir``) and its label; the sample is
-    ``(read_image(path), label)`` with the image as a C x H x W uint8 array, then the
-    transforms.
+    ``(read_image(path), label)`` with the image as a C x H x W uint8 array (16-bit images
+    scaled to 8 bits), then the transforms.
 
     Header: ``"infer"`` (default) takes the first row as a header when its label field is not
     an integer (so the tutorial's header-less ``labels.csv`` keeps its first row, where
@@ -557,10 +589,13 @@ class ImageCSVDataset(_FileFetch, VisionDataset):
             if plan is not None:
                 with open(path, "rb") as f:
                     return _reduced.run(plan, f.read(), path, self.read_mode)
-            img = read_image(path, self.read_mode)
+            img = to_uint8(read_image(path, self.read_mode))  # 8-bit, as documented
         except FileNotFoundError:
             raise FileNotFoundError(self._missing(self._line(i), self._names[i])) from None
-        return transform(img) if transform is not None else img
+        return self._transform(img, transform)
+
+    def _hwc(self) -> bool | None:
+        return False  # read_image: C x H x W
 
     def _label(self, i: int) -> int:
         return int(self._labels[i])

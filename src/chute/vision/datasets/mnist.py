@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...download import download_url, extract_archive
-from ...errors import ChuteRuntimeError, ChuteValueError, DatasetFormatError
+from ...errors import ChuteValueError, DatasetFormatError, DatasetNotFoundError
 from ..idx import read_idx
 from .vision import VisionDataset
 
@@ -83,7 +83,7 @@ class MNIST(VisionDataset):
             self.download()
         if not self._check_exists():
             missing = [name for name in self._file_names() if self._find(name) is None]
-            raise ChuteRuntimeError(
+            raise DatasetNotFoundError(
                 f"Dataset not found. You can use download=True to download it "
                 f"(missing in {self.raw_folder}: {', '.join(missing)}, or their .gz files)"
             )

@@ -14,6 +14,7 @@ The streams are made lazily (:class:`LazyStreams`): deterministic transforms suc
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
@@ -24,6 +25,7 @@ from ... import rng
 from ...dataset import Dataset, _as_index_array
 from ...errors import ChuteIndexError, ChuteValueError
 from ...stacked import StackedSamples
+from ..transforms._image import known_layout
 
 __all__ = ["VisionDataset", "StandardTransform", "LazyStreams", "is_batchable"]
 
@@ -119,6 +121,9 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
     """
 
     _repr_indent = 4
+    #: The layout of a 3-D image of this dataset (True: H x W x C), told to the transforms
+    #: so that a tiny image (4 x 4 x 3) is not ambiguous (NOTE [ Image layouts ]).
+    images_hwc: bool | None = None
 
     def __init__(
         self,
@@ -167,6 +172,12 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement _gather")
 
+    def _layout(self, images: Any) -> contextlib.AbstractContextManager[None]:
+        """The known layout of the gathered ``images`` (and their samples), if any."""
+        if self.images_hwc is None or not isinstance(images, np.ndarray):
+            return contextlib.nullcontext()
+        return known_layout(images, self.images_hwc)
+
     def _check_index(self, index: Any) -> int:
         n = len(self)
         i = int(index)
@@ -183,7 +194,8 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
         img: Any = images[0]
         target: Any = targets[0].item()
         if self.transform is not None:
-            img = self.transform(img)
+            with self._layout(images):
+                img = self.transform(img)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return img, target
@@ -210,7 +222,8 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
         if self.transform is not None or self.target_transform is not None:
             streams = LazyStreams(indices)
             if self.transform is not None:
-                images = self.transform.batch(images, streams)  # type: ignore[attr-defined]
+                with self._layout(images):
+                    images = self.transform.batch(images, streams)  # type: ignore[attr-defined]
             if self.target_transform is not None:
                 targets = self.target_transform.batch(targets, streams)  # type: ignore[attr-defined]
         return StackedSamples((images, targets), len(idx))

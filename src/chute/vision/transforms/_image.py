@@ -10,12 +10,24 @@ A transform sees one of four kinds of image:
   (what :func:`chute.vision.io.read_image` returns);
 * a torch tensor ``[..., C, H, W]`` or ``[..., H, W]``, as in torchvision.
 
-A 3-D integer NumPy array is in tensor layout when its first axis has 1 to 4 entries and its
-last axis has more than 4 (e.g. a 3x375x500 array from ``read_image``); otherwise it is in image
-layout (an HxWxC array, as torchvision's ``ToTensor`` assumes). A 3-D float array is always in
-tensor layout. For all of them the two spatial axes are, counted from the end, (-3, -2) in
-image layout and (-2, -1) in tensor layout, so the same rule holds for a stacked batch whose
-first axis is the sample axis.
+One rule, for every dtype, decides the layout of a 3-D NumPy array from its shape alone:
+
+* C x H x W when its first axis has 1 to 4 entries and its last has more than 4 (a 3x375x500
+  array from ``read_image``, a 3x224x224 float array from ``ToTensor``);
+* H x W x C when its last axis has 1 to 4 entries and its first has more than 4 (a 32x32x3
+  CIFAR image, uint8 or float);
+* otherwise the array is ambiguous (3x4x3: a 3x4 RGB image or a 3-channel 4x3 one?; or more
+  than 4 channels) and every transform raises :class:`~chute.errors.ChuteValueError` naming
+  the shape. Torch tensors (always ``[..., C, H, W]``) and PIL images are never ambiguous.
+  Only one exception: an image a chute dataset has just decoded, whose layout it knows,
+  is handed to the first transform inside :func:`known_layout` (a 3x3 PNG in an
+  ``ImageFolder`` is H x W x C); a transform's output is judged by its shape again.
+
+The dtype used to decide too (a float array was always C x H x W), so a float H x W x C image
+was resized along the wrong axes; the rule is now the same for integers and floats. For all
+of them the two spatial axes are, counted from the end, (-3, -2) in image layout and (-2, -1)
+in tensor layout, so the same rule holds for a stacked batch whose first axis is the sample
+axis (the rule is applied to the shape of one sample).
 
 Torch tensors are converted to NumPy on the CPU, transformed, and converted back to a tensor
 on the original device, so every transform has one NumPy implementation.
@@ -23,8 +35,11 @@ on the original device, so every transform has one NumPy implementation.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +51,11 @@ __all__ = [
     "is_pil",
     "is_torch",
     "spatial_axes",
+    "known_layout",
+    "layout_scope",
+    "layout_hwc",
+    "layout_of_input",
+    "remember_layout",
     "image_size",
     "via_numpy",
     "flip",
@@ -58,6 +78,96 @@ def is_torch(img: Any) -> bool:
     return torch is not None and isinstance(img, torch.Tensor)
 
 
+# Arrays whose layout is known although their shape may be ambiguous: weak references to
+# the arrays that own the memory, with hwc. Weak, so nothing is kept alive and a freed
+# array's id cannot be mistaken for a new one's; a list shared by one layout_scope.
+_KNOWN: contextvars.ContextVar[list[tuple[weakref.ref[np.ndarray], bool]] | None] = (
+    contextvars.ContextVar("chute_known_layout", default=None)
+)
+
+
+def _root(arr: np.ndarray) -> np.ndarray:
+    """The array that owns ``arr``'s memory (``arr`` itself, or the end of its ``.base`` chain)."""
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr
+
+
+@contextlib.contextmanager
+def layout_scope() -> Iterator[None]:
+    """Keep the layouts recorded inside the block until it ends (one dataset fetch)."""
+    if _KNOWN.get() is not None:
+        yield
+        return
+    token = _KNOWN.set([])
+    try:
+        yield
+    finally:
+        _KNOWN.reset(token)
+
+
+@contextlib.contextmanager
+def known_layout(arr: np.ndarray, hwc: bool) -> Iterator[None]:
+    """Within the block, ``arr`` (and what transforms make of it) is H x W x C if ``hwc``.
+
+    Used by datasets for the image (or stacked batch) they decoded, and by transforms of
+    several steps for their input; see NOTE [ Image layouts ]. The hint holds for views of
+    ``arr``'s memory whose axes keep their order (a crop, a flip, one sample of a batch) and
+    for the results of the layout-keeping steps (crop, pad, flip, resize; ``ToTensor``
+    records its C x H x W output), not for transposed views or other new arrays.
+    """
+    with layout_scope():
+        _record(arr, hwc)
+        yield
+
+
+def _record(arr: np.ndarray, hwc: bool) -> None:
+    known = _KNOWN.get()
+    if known is not None:
+        known.append((weakref.ref(_root(arr)), hwc))
+
+
+def layout_of_input(img: Any) -> contextlib.AbstractContextManager[None]:
+    """Inside a transform of several steps: its crops keep the layout of its input ``img``."""
+    if not isinstance(img, np.ndarray) or img.ndim != 3:
+        return contextlib.nullcontext()
+    return known_layout(img, spatial_axes(img) == (-3, -2))
+
+
+def _ambiguous(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3 and (1 <= shape[0] <= 4) == (1 <= shape[2] <= 4)
+
+
+def remember_layout(out: Any, hwc: bool, batched: bool = False) -> Any:
+    """Record the layout of a transform step's result when its shape alone cannot tell it."""
+    if isinstance(out, np.ndarray) and _ambiguous(out.shape[1:] if batched else out.shape):
+        _record(out, hwc)
+    return out
+
+
+def layout_hwc(arr: Any) -> bool | None:
+    """True for H x W x C, False for C x H x W, None when a 3-D array's layout is unknown."""
+    if not isinstance(arr, np.ndarray) or arr.ndim != 3:
+        return None
+    if not _ambiguous(arr.shape):
+        return 1 <= arr.shape[2] <= 4
+    return _hinted(arr)
+
+
+def _hinted(arr: np.ndarray) -> bool | None:
+    known = _KNOWN.get()
+    if not known:
+        return None
+    root = _root(arr)
+    for ref, hwc in reversed(known):
+        if ref() is root:
+            strides = [abs(s) for s, n in zip(arr.strides, arr.shape, strict=True) if n > 1]
+            if strides != sorted(strides, reverse=True):  # transposed: the hint does not hold
+                return None
+            return hwc
+    return None
+
+
 def spatial_axes(arr: np.ndarray, batched: bool = False) -> tuple[int, int]:
     """Return the (height, width) axes of a NumPy image, counted from the end.
 
@@ -72,11 +182,22 @@ def spatial_axes(arr: np.ndarray, batched: bool = False) -> tuple[int, int]:
             f"expected {what} with 2 or 3 dimensions per sample (HxW, HxWxC or CxHxW), "
             f"got an array of shape {arr.shape}"
         )
-    if np.issubdtype(arr.dtype, np.floating):
+    first, last = 1 <= shape[0] <= 4, 1 <= shape[2] <= 4
+    if first and not last:
         return (-2, -1)
-    if 1 <= shape[0] <= 4 and shape[2] > 4:
-        return (-2, -1)
-    return (-3, -2)
+    if last and not first:
+        return (-3, -2)
+    hwc = _hinted(arr)
+    if hwc is not None:
+        return (-3, -2) if hwc else (-2, -1)
+    what = (
+        f"a batch of images of shape {arr.shape}" if batched else f"an image of shape {arr.shape}"
+    )
+    raise ChuteValueError(
+        f"cannot tell the layout of {what}: a 3-D NumPy image is C x H x W when only its "
+        f"first axis has 1-4 entries and H x W x C when only its last axis has (see NOTE "
+        f"[ Image layouts ]); pass a torch tensor ([..., C, H, W]) or a PIL image instead"
+    )
 
 
 def image_size(img: Any) -> tuple[int, int]:
@@ -103,7 +224,11 @@ def via_numpy(
 ) -> Any:
     """Apply ``fn(array, spatial_axes)`` to a NumPy image or a tensor (through NumPy)."""
     if isinstance(img, np.ndarray):
-        return fn(img, spatial_axes(img, batched))
+        axes = spatial_axes(img, batched)
+        out = fn(img, axes)
+        if out.ndim == img.ndim:  # crop, pad, flip, resize keep the layout
+            remember_layout(out, axes == (-3, -2), batched)
+        return out
     if is_torch(img):
         torch = require("torch", "transforming a torch tensor")
         arr = img.detach().cpu().numpy()

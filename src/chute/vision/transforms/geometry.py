@@ -91,13 +91,25 @@ def _interpolation(value: Any) -> InterpolationMode:
     )
 
 
-def _setup_size(size: Any, what: str = "size") -> tuple[int, int]:
+def _positive_size(size: Any, owner: str) -> None:
+    """Refuse a size with a value below 1 (``Resize(0)`` would make empty images)."""
+    values = list(size) if isinstance(size, Sequence) else [size]
+    if any(not isinstance(v, numbers.Real) or float(v) < 1 for v in values):
+        raise ChuteValueError(
+            f"{owner} size must be positive (an int or (h, w) of at least 1), got {size!r}"
+        )
+
+
+def _setup_size(size: Any, what: str = "size", owner: str = "The") -> tuple[int, int]:
     if isinstance(size, numbers.Number):
+        _positive_size(size, owner)
         return int(size), int(size)  # type: ignore[call-overload]
     if isinstance(size, Sequence) and len(size) == 1:
+        _positive_size(size, owner)
         return int(size[0]), int(size[0])
     if not isinstance(size, Sequence) or len(size) != 2:
         raise ChuteValueError(f"Please provide only two dimensions (h, w) for {what}, got {size!r}")
+    _positive_size(size, owner)
     return int(size[0]), int(size[1])
 
 
@@ -174,7 +186,11 @@ def _stack_like(items: list[Any], like: Any) -> Any:
     if im.is_torch(like):
         torch = require("torch", "stacking tensors")
         return torch.stack(items)
-    return np.stack(items)
+    out = np.stack(items)
+    layouts = {im.layout_hwc(x) for x in items}
+    if len(layouts) == 1 and None not in layouts:  # NOTE [ Image layouts ]
+        im.remember_layout(out, bool(layouts.pop()), batched=True)
+    return out
 
 
 class Resize:
@@ -211,6 +227,9 @@ class Resize:
             raise ChuteValueError(
                 f"If size is a sequence, it should have 1 or 2 values, got {size!r}"
             )
+        _positive_size(size, "Resize")
+        if max_size is not None and max_size < 1:
+            raise ChuteValueError(f"Resize max_size must be positive, got {max_size!r}")
         self.size = size
         self.max_size = max_size
         self.interpolation = _interpolation(interpolation)
@@ -265,7 +284,7 @@ class CenterCrop:
     """
 
     def __init__(self, size: int | Sequence[int]) -> None:
-        self.size = _setup_size(size)
+        self.size = _setup_size(size, owner="CenterCrop")
 
     def __call__(self, img: Any) -> Any:
         height, width = im.image_size(img)
@@ -278,7 +297,9 @@ class CenterCrop:
         top, left = _center_box(height, width, *self.size)
         if im.is_torch(x):
             return _crop(x, top, left, *self.size)
-        return im.crop(x, im.spatial_axes(x, batched=True), top, left, *self.size)
+        axes = im.spatial_axes(x, batched=True)
+        out = im.crop(x, axes, top, left, *self.size)
+        return im.remember_layout(out, axes == (-3, -2), batched=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size})"
@@ -332,7 +353,7 @@ class RandomCrop:
         fill: Any = 0,
         padding_mode: str = "constant",
     ) -> None:
-        self.size = _setup_size(size)
+        self.size = _setup_size(size, owner="RandomCrop")
         if padding is not None:
             _ltrb(padding)
         if padding_mode not in ("constant", "edge", "reflect", "symmetric"):
@@ -372,16 +393,19 @@ class RandomCrop:
         return top, left, th, tw
 
     def __call__(self, img: Any) -> Any:
-        img = self._prepare(img, batched=False)
-        return _crop(img, *self.get_params(*im.image_size(img), _rng.current()))
+        with im.layout_of_input(img):  # padding a 2x2x3 image keeps it H x W x C
+            img = self._prepare(img, batched=False)
+            return _crop(img, *self.get_params(*im.image_size(img), _rng.current()))
 
     def batch(self, x: Any, rngs: Sequence[np.random.Generator]) -> Any:
         """Pad the whole batch once, then crop each sample at its own box."""
-        x = self._prepare(x, batched=True)
-        height, width = im.image_size(x[0])
-        return _stack_like(
-            [_crop(s, *self.get_params(height, width, g)) for s, g in zip(x, rngs, strict=True)], x
-        )
+        with im.layout_of_input(x[0] if isinstance(x, np.ndarray) else None):
+            x = self._prepare(x, batched=True)
+            height, width = im.image_size(x[0])
+            crops = [
+                _crop(s, *self.get_params(height, width, g)) for s, g in zip(x, rngs, strict=True)
+            ]
+        return _stack_like(crops, x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, padding={self.padding})"
@@ -415,7 +439,7 @@ class RandomResizedCrop:
         antialias: bool | None = True,
         backend: str = "pillow",
     ) -> None:
-        self.size = _setup_size(size)
+        self.size = _setup_size(size, owner="RandomResizedCrop")
         if not isinstance(scale, Sequence):
             raise ChuteTypeError(f"Scale should be a sequence, got {scale!r}")
         if not isinstance(ratio, Sequence):
@@ -454,7 +478,8 @@ class RandomResizedCrop:
 
     def apply(self, img: Any, params: tuple[int, int, int, int]) -> Any:
         """Crop the box ``params`` = (top, left, h, w) and resize it to ``size``."""
-        return _resize(_crop(img, *params), self.size, self.interpolation, self.backend)
+        with im.layout_of_input(img):  # a 2x2 crop of an H x W x 3 image is H x W x C too
+            return _resize(_crop(img, *params), self.size, self.interpolation, self.backend)
 
     def __call__(self, img: Any) -> Any:
         return self.apply(img, self.get_params(*im.image_size(img), _rng.current()))
@@ -514,7 +539,7 @@ class _RandomFlip:
         out = x.copy()
         for k in np.flatnonzero(flags):  # one copy per flipped sample, no temporaries
             out[k] = np.flip(x[k], axis)
-        return out
+        return im.remember_layout(out, axes == (-3, -2), batched=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..._lazy import require
 from ...errors import ChuteTypeError, ChuteValueError
-from ._image import is_pil, is_torch, spatial_axes
+from ._image import is_pil, is_torch, layout_hwc, remember_layout, spatial_axes
 
 __all__ = ["ToTensor", "Normalize", "ToDtype"]
 
@@ -33,19 +33,20 @@ class ToTensor:
 
     torchvision's rules: a uint8 image (or a PIL image of mode L, RGB, …) is divided by 255;
     an HxW array becomes 1xHxW; arrays of other dtypes are transposed but not scaled. chute also
-    accepts the CxHxW uint8 arrays that :func:`chute.vision.io.read_image` returns (see NOTE
-    [ Image layouts ] in ``_image.py``): they are scaled and not transposed. Unlike
+    accepts CxHxW arrays, such as the uint8 ones :func:`chute.vision.io.read_image` returns:
+    they are scaled and not transposed. The layout comes from the shape alone, for every
+    dtype, and an ambiguous shape is refused (see NOTE [ Image layouts ] in ``_image.py``). Unlike
     torchvision the result is a NumPy array; torch tensors are refused, as in torchvision.
 
     Example:
         >>> import numpy as np
-        >>> ToTensor()(np.full((2, 3, 3), 255, np.uint8)).shape
-        (3, 2, 3)
+        >>> ToTensor()(np.full((8, 6, 3), 255, np.uint8)).shape
+        (3, 8, 6)
     """
 
     def __call__(self, pic: Any) -> np.ndarray:
         if is_pil(pic):
-            return self._convert(_pil_to_hwc(pic), batched=False)
+            return self._convert(_pil_to_hwc(pic), batched=False, hwc=True)
         if isinstance(pic, np.ndarray):
             if pic.ndim not in (2, 3):
                 raise ChuteValueError(
@@ -64,16 +65,19 @@ class ToTensor:
         return self._convert(x, batched=True)
 
     @staticmethod
-    def _convert(arr: np.ndarray, batched: bool) -> np.ndarray:
+    def _convert(arr: np.ndarray, batched: bool, hwc: bool | None = None) -> np.ndarray:
+        """``hwc``: the layout when the caller knows it (a PIL image), else from the shape."""
         sample_ndim = arr.ndim - int(batched)
         if sample_ndim == 2:
             arr = arr[..., None, :, :]
-        elif spatial_axes(arr, batched) == (-3, -2):
+        elif hwc or (hwc is None and spatial_axes(arr, batched) == (-3, -2)):
             arr = np.moveaxis(arr, -1, -3)
         if arr.dtype == np.uint8:
             # one pass, one allocation; float32 division by 255 as torch's .float().div(255)
-            return np.divide(arr, np.float32(255), dtype=np.float32, order="C")
-        return np.array(arr, order="C")  # always a new, writable array
+            out = np.divide(arr, np.float32(255), dtype=np.float32, order="C")
+        else:
+            out = np.array(arr, order="C")  # always a new, writable array
+        return remember_layout(out, hwc=False, batched=batched)  # C x H x W, even if tiny
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -111,6 +115,14 @@ class Normalize:
             raise ChuteValueError(
                 f"Expected tensor to be a tensor image of size (..., C, H, W). Got "
                 f"tensor.shape = {tensor.shape}"
+            )
+        # (..., C, H, W) by definition; refused when the shape says H x W x C for sure (a
+        # 32x32x3 float image), see NOTE [ Image layouts ]
+        if tensor.ndim in (3, 4) and layout_hwc(tensor[0] if tensor.ndim == 4 else tensor):
+            raise ChuteValueError(
+                f"Normalize expects a C x H x W image (as ToTensor gives), got an H x W x C "
+                f"array of shape {tensor.shape}; apply ToTensor first (see NOTE [ Image "
+                f"layouts ])"
             )
         mean = np.asarray(self.mean, dtype=tensor.dtype)
         std = np.asarray(self.std, dtype=tensor.dtype)
