@@ -148,7 +148,7 @@ def test_hung_worker_times_out(leaks, worker_type):
     start = time.monotonic()
     with pytest.raises(
         ChuteTimeoutError,
-        match=r"timed out after 0.5 s waiting for indices \[8, 9\] from worker \d",
+        match=r"timed out after 0.5 seconds waiting for indices \[8, 9\] from worker \d",
     ):
         list(pool.map_epoch(0, TASKS))
     assert time.monotonic() - start < 10

@@ -261,3 +261,16 @@ class WhereFetched:
             "worker": -1 if info is None else info.id,
             "thread": threading.get_ident(),
         }
+
+
+class Strings:
+    """``n`` string samples: a batch of them is pickled, not put in shared memory."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> str:
+        return f"sample-{i}"

@@ -434,7 +434,7 @@ class WorkerPool:
             if deadline is not None and now >= deadline:
                 pid = self.worker_pids[wid] if self.worker_type == "process" else os.getpid()
                 raise ChuteTimeoutError(
-                    f"DataLoader timed out after {self.timeout:g} s waiting for {what} from "
+                    f"DataLoader timed out after {self.timeout:g} seconds waiting for {what} from "
                     f"worker {wid} (pid {pid}); the worker may be hung (a deadlock, a blocking "
                     f"read) or the batch needs a larger timeout"
                 )
