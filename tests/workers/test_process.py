@@ -109,7 +109,9 @@ def test_sigkilled_worker_is_reported_within_a_second(leaks):
     os.kill(victim, signal.SIGKILL)
     start = time.monotonic()
     with pytest.raises(
-        WorkerDiedError, match=rf"worker 1 \(pid {victim}\) was killed by signal SIGKILL"
+        WorkerDiedError,
+        match=rf"^DataLoader worker \(pid {victim}\) is killed by signal: Killed\. It was "
+        rf"worker 1 \(SIGKILL\), while fetching indices \[\d+\]; a segfault",
     ):
         for _ in it:
             pass
@@ -121,7 +123,8 @@ def test_segfaulting_dataset(leaks):
     pool = WorkerPool(MapFetcher(Segfaulting(20, 5), stack, True, 0), 2)
     with pytest.raises(
         WorkerDiedError,
-        match=r"was killed by signal SIGSEGV while fetching indices \[4, 5\]",
+        match=r"^DataLoader worker \(pid \d+\) is killed by signal: Segmentation fault\. It "
+        r"was worker \d \(SIGSEGV\), while fetching indices \[4, 5\]; a segfault in native",
     ):
         list(pool.map_epoch(0, TASKS))
 
@@ -130,8 +133,8 @@ def test_worker_exiting_with_a_code(leaks):
     pool = WorkerPool(MapFetcher(Exiting(), stack, True, 0), 1)
     with pytest.raises(
         WorkerDiedError,
-        match=r"worker 0 \(pid \d+\) exited unexpectedly with exit code 3 while fetching "
-        r"indices \[4, 5\]; its traceback, if any, is on stderr",
+        match=r"^DataLoader worker \(pid\(s\) \d+\) exited unexpectedly with exit code 3: "
+        r"worker 0, while fetching indices \[4, 5\]; its traceback, if any, is on stderr",
     ):
         list(pool.map_epoch(0, [[0, 1], [2, 3], [4, 5], [6, 7]]))
 
@@ -148,7 +151,8 @@ def test_hung_worker_times_out(leaks, worker_type):
     start = time.monotonic()
     with pytest.raises(
         ChuteTimeoutError,
-        match=r"timed out after 0.5 seconds waiting for indices \[8, 9\] from worker \d",
+        match=r"^DataLoader timed out after 0.5 seconds waiting for indices \[8, 9\] from "
+        r"worker \d \(pid \d+\); the worker may be hung",
     ):
         list(pool.map_epoch(0, TASKS))
     assert time.monotonic() - start < 10
@@ -294,7 +298,9 @@ def test_worker_killed_between_epochs_then_the_pool_restarts(leaks):
     list(pool.map_epoch(0, TASKS))
     victim = pool.worker_pids[0]
     os.kill(victim, signal.SIGKILL)
-    with pytest.raises(WorkerDiedError, match=rf"worker 0 \(pid {victim}\) was killed by signal"):
+    with pytest.raises(
+        WorkerDiedError, match=rf"DataLoader worker \(pid {victim}\) is killed by signal: Killed"
+    ):
         list(pool.map_epoch(1, TASKS))
     assert not pool.running
     again = list(pool.map_epoch(2, TASKS))  # a new set of workers

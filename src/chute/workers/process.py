@@ -154,16 +154,6 @@ def _worker_main(
             shm.sweep(prefix)
 
 
-def _exit_text(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"was killed by signal {name}"
-    return f"exited unexpectedly with exit code {exitcode}"
-
-
 def _take_fd(conn: Connection) -> int:
     """The descriptor of ``conn``, which no longer owns it."""
     fd = os.dup(conn.fileno())
@@ -172,7 +162,22 @@ def _take_fd(conn: Connection) -> int:
 
 
 def _died_text(wid: int, pid: int | None, exitcode: int | None, doing: str, hint: str) -> str:
-    return f"DataLoader worker {wid} (pid {pid}) {_exit_text(exitcode)} while {doing}; {hint}"
+    """What torch says when a worker dies (what logs and forum answers match on), then
+    which worker it was, what it was doing, and what can cause it."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode)
+            name, text = sig.name, signal.strsignal(sig) or sig.name
+        except ValueError:
+            name = text = f"signal {-exitcode}"
+        return (
+            f"DataLoader worker (pid {pid}) is killed by signal: {text}. It was worker {wid} "
+            f"({name}), while {doing}; {hint}"
+        )
+    return (
+        f"DataLoader worker (pid(s) {pid}) exited unexpectedly with exit code {exitcode}: "
+        f"worker {wid}, while {doing}; {hint}"
+    )
 
 
 def _exit_hint(exitcode: int | None, method: str) -> str:
