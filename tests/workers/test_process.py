@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -314,3 +315,49 @@ def test_system_exit_in_a_thread_worker_does_not_hang(leaks):
     )
     with pytest.raises(WorkerError, match=r"SystemExit in DataLoader worker \d"):
         list(pool.map_epoch(0, TASKS))
+
+
+NO_MAIN_GUARD = """
+import sys
+sys.path[:0] = [{src!r}]
+{imports}
+import chute
+
+class Numbers:
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return i
+
+loader = chute.DataLoader(Numbers(), batch_size=2, num_workers=2{context})
+print(list(loader))
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("case", ["jax imported", "forkserver"])
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path, case):
+    if case == "jax imported":  # only in the child: JAX must not be imported in pytest
+        if importlib.util.find_spec("jax") is None:
+            pytest.skip("jax is not installed")
+        imports, context = "import jax", ""
+    else:
+        imports, context = "", ", multiprocessing_context='forkserver'"
+    here = os.path.dirname(__file__)
+    src = os.path.join(os.path.dirname(os.path.dirname(here)), "src")
+    script = tmp_path / "train.py"
+    script.write_text(NO_MAIN_GUARD.format(src=src, imports=imports, context=context))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=170)
+    assert out.returncode == 1
+    guard = 'put that code under `if __name__ == "__main__":`'
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("chute.errors.WorkerDiedError: DataLoader worker "), out.stderr
+    assert "each worker imports the main script again" in last and guard in last
+    # in the worker itself: chute's error, not multiprocessing's bootstrapping RuntimeError
+    assert (
+        "chute.errors.ChuteRuntimeError: the script's module-level code (which creates or "
+        "iterates a DataLoader) is running again inside a worker process started with "
+        f"'forkserver': {guard}" in out.stderr
+    )
+    assert "An attempt has been made to start a new process" not in out.stderr

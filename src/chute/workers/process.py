@@ -46,7 +46,7 @@ from typing import Any
 import numpy.random  # noqa: F401
 
 from .._lazy import loaded
-from ..errors import ChuteTypeError, WorkerDiedError
+from ..errors import ChuteRuntimeError, ChuteTypeError, WorkerDiedError
 from . import shm
 from .channel import MainEnd, WorkerEnd, decode_task, encode_task
 from .info import WorkerInfo, seed_globals, set_torch_worker_info
@@ -180,6 +180,24 @@ def _died_text(wid: int, pid: int | None, exitcode: int | None, doing: str, hint
     )
 
 
+def _rerun_text(method: str, in_worker: bool) -> str:
+    """Why a worker started with spawn/forkserver runs the script again, and what to do."""
+    why = (
+        "the script's module-level code (which creates or iterates a DataLoader) is running "
+        f"again inside a worker process started with {method!r}"
+        if in_worker
+        else f"its traceback, if any, is on stderr; with {method!r} each worker imports the "
+        f"main script again, and a script that creates or iterates a DataLoader at module "
+        f"level re-runs it in the worker"
+    )
+    return (
+        f"{why}: put that code under `if __name__ == \"__main__\":` (spawn and forkserver "
+        f"import the main module in every worker; chute uses forkserver when JAX is imported, "
+        f"since forking a process that runs JAX's threads can deadlock), or use "
+        f"worker_type='thread'"
+    )
+
+
 def _exit_hint(exitcode: int | None, method: str) -> str:
     if exitcode is not None and exitcode < 0:
         return (
@@ -188,9 +206,9 @@ def _exit_hint(exitcode: int | None, method: str) -> str:
         )
     if method != "fork":
         return (
-            f"its traceback, if any, is on stderr; with {method!r} a worker that cannot "
-            f"unpickle the dataset exits like this (its class must be importable: define it "
-            f"in a module, not in an interactive __main__), as does sys.exit or os._exit"
+            f"{_rerun_text(method, False)}; a worker that cannot unpickle the dataset exits "
+            f"like this too (its class must be importable: define it in a module, not in an "
+            f"interactive __main__), as does sys.exit or os._exit"
         )
     return "its traceback, if any, is on stderr; sys.exit or os._exit in the dataset can cause this"
 
@@ -234,6 +252,8 @@ class ProcessBackend:
         ``on_started(k)`` is called as soon as worker ``k`` runs, before the next is started
         (the pool sends it its first tasks while the others start: a faster first batch).
         """
+        if getattr(mp.current_process(), "_inheriting", False):
+            raise ChuteRuntimeError(_rerun_text(self._context.get_start_method(), True))
         try:
             for info in self._infos[len(self._procs) : count]:
                 self._start_one(info)
@@ -270,6 +290,14 @@ class ProcessBackend:
             proc.start()
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise self._pickling_error(exc) from exc
+        except (BrokenPipeError, ConnectionError, EOFError) as exc:
+            # the new process died before it had read the dataset: with spawn or forkserver
+            # that is nearly always a script re-running itself in the worker
+            method = self._context.get_start_method()
+            raise WorkerDiedError(
+                f"DataLoader worker {info.id} exited while it was being started "
+                f"({type(exc).__name__}: {exc}); {_rerun_text(method, False)}"
+            ) from exc
         finally:
             task_r.close()
             res_w.close()
