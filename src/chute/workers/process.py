@@ -191,7 +191,7 @@ def _rerun_text(method: str, in_worker: bool) -> str:
         f"level re-runs it in the worker"
     )
     return (
-        f"{why}: put that code under `if __name__ == \"__main__\":` (spawn and forkserver "
+        f'{why}: put that code under `if __name__ == "__main__":` (spawn and forkserver '
         f"import the main module in every worker; chute uses forkserver when JAX is imported, "
         f"since forking a process that runs JAX's threads can deadlock), or use "
         f"worker_type='thread'"
