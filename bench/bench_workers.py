@@ -1,9 +1,12 @@
-"""Worker throughput and time to first batch: chute vs torch.utils.data, 2 workers each.
+"""Worker throughput, time to first batch, short epochs: chute vs torch.utils.data.
 
 The dataset is plain Python: ``__getitem__`` does about 50 µs of NumPy work and returns a
-3x64x64 float32 array and an int label; batch 64. Throughput is measured with persistent
-workers after a warm-up epoch (steady state); time to first batch is measured from a fresh
-loader (``iter()`` starts the workers) to the first batch in hand.
+3x64x64 float32 array and an int label; batch 64, 2 workers. Throughput is measured with
+persistent workers after a warm-up epoch (steady state); time to first batch (and to the
+second, with no work between them) is measured from a fresh loader (``iter()`` starts the
+workers) to the batch in hand. The short epoch is 12 batches of 8 samples that each sleep
+10 ms (I/O-bound: it does not compete for the busy cores), 6 workers, fresh loader each
+time: how batches are dealt to workers decides it (NOTE [ Dealing batches to workers ]).
 """
 
 from __future__ import annotations
@@ -85,17 +88,52 @@ def interleaved(loaders: dict[str, object], epochs: int) -> dict[str, tuple[floa
     return best
 
 
-def first_batches(makers: dict[str, object], repeat: int) -> dict[str, float]:
-    """Median time from a fresh loader's ``iter()`` to its first batch, alternating loaders."""
-    times: dict[str, list[float]] = {name: [] for name in makers}
+def first_batches(makers: dict[str, object], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median times from a fresh loader's ``iter()`` to its first and to its second batch,
+    alternating loaders."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in makers}
     for _ in range(repeat):
         for name, make in makers.items():
             loader = make()
             t0 = time.perf_counter()
             it = iter(loader)
             next(it)
-            times[name].append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            next(it)
+            times[name].append((t1 - t0, time.perf_counter() - t0))
             del it, loader
+            gc.collect()
+    return {
+        name: (statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts))
+        for name, ts in times.items()
+    }
+
+
+class SleepyDataset:
+    """Each sample sleeps ``seconds`` (I/O-bound work) and returns its index."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        self.n, self.seconds = n, seconds
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.full(4, i, np.int64)
+
+
+def short_epochs(makers: dict[str, object], repeat: int) -> dict[str, float]:
+    """Median time of a whole epoch of a fresh loader (start-up included), alternating."""
+    times: dict[str, list[float]] = {name: [] for name in makers}
+    for _ in range(repeat):
+        for name, make in makers.items():
+            loader = make()
+            t0 = time.perf_counter()
+            for _batch in loader:
+                pass
+            times[name].append(time.perf_counter() - t0)
+            del loader
             gc.collect()
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -146,11 +184,28 @@ def main() -> None:
         },
         reps,
     )
-    ft_torch, ft_chute = first["torch.utils.data"], first["chute"]
-    ft_main = first["chute main_first_batch"]
+    (ft_torch, st_torch), (ft_chute, st_chute) = first["torch.utils.data"], first["chute"]
+    ft_main, st_main = first["chute main_first_batch"]
     print(
         f"\ntime to first batch (median of {reps}): torch {ft_torch * 1e3:.1f} ms, "
         f"chute {ft_chute * 1e3:.1f} ms, chute main_first_batch=True {ft_main * 1e3:.1f} ms"
+    )
+    print(
+        f"time to second batch (median of {reps}): torch {st_torch * 1e3:.1f} ms, "
+        f"chute {st_chute * 1e3:.1f} ms, chute main_first_batch=True {st_main * 1e3:.1f} ms"
+    )
+    sleepy = SleepyDataset(96, 0.010)
+    short = short_epochs(
+        {
+            "torch.utils.data": lambda: tud.DataLoader(sleepy, batch_size=8, num_workers=6),
+            "chute": lambda: chute.DataLoader(sleepy, batch_size=8, num_workers=6),
+        },
+        max(5, args.repeat * 2),
+    )
+    print(
+        f"short epoch (12 batches x 80 ms of sleeping samples, 6 workers, fresh loader; "
+        f"ideal ~160 ms + start-up): torch {short['torch.utils.data'] * 1e3:.0f} ms, "
+        f"chute {short['chute'] * 1e3:.0f} ms"
     )
     first_results = [
         Result("torch.utils.data first batch", 64, ft_torch, {"seconds": ft_torch}),
@@ -174,6 +229,8 @@ def main() -> None:
     ratios = {f"{r.name} / torch throughput": r.rate / base for r in results[1:]}
     ratios["chute / torch time to first batch"] = ft_chute / ft_torch
     ratios["chute main_first_batch=True / torch time to first batch"] = ft_main / ft_torch
+    ratios["chute / torch time to second batch"] = st_chute / st_torch
+    ratios["chute / torch short epoch time"] = short["chute"] / short["torch.utils.data"]
     results += first_results
 
     report(

@@ -35,5 +35,16 @@ def require(module: str, purpose: str) -> ModuleType:
 
 
 def loaded(module: str) -> ModuleType | None:
-    """Return ``module`` if it is already imported (by the user), else None; never imports."""
-    return sys.modules.get(module)
+    """Return ``module`` if it is imported (by the user), else None; never starts an import.
+
+    A module that another thread is still importing (``torch`` takes seconds) is already in
+    ``sys.modules``, half made; then this waits for that import to finish (Python's
+    per-module import lock) instead of handing out a module without its attributes. In the
+    importing thread itself (a circular import) the module is returned as it is.
+    """
+    mod = sys.modules.get(module)
+    if mod is None:
+        return None
+    if getattr(getattr(mod, "__spec__", None), "_initializing", False):
+        return importlib.import_module(module)
+    return mod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -109,7 +110,9 @@ def test_sigkilled_worker_is_reported_within_a_second(leaks):
     os.kill(victim, signal.SIGKILL)
     start = time.monotonic()
     with pytest.raises(
-        WorkerDiedError, match=rf"worker 1 \(pid {victim}\) was killed by signal SIGKILL"
+        WorkerDiedError,
+        match=rf"^DataLoader worker \(pid {victim}\) is killed by signal: Killed\. It was "
+        rf"worker 1 \(SIGKILL\), while fetching indices \[\d+\]; a segfault",
     ):
         for _ in it:
             pass
@@ -121,7 +124,8 @@ def test_segfaulting_dataset(leaks):
     pool = WorkerPool(MapFetcher(Segfaulting(20, 5), stack, True, 0), 2)
     with pytest.raises(
         WorkerDiedError,
-        match=r"was killed by signal SIGSEGV while fetching indices \[4, 5\]",
+        match=r"^DataLoader worker \(pid \d+\) is killed by signal: Segmentation fault\. It "
+        r"was worker \d \(SIGSEGV\), while fetching indices \[4, 5\]; a segfault in native",
     ):
         list(pool.map_epoch(0, TASKS))
 
@@ -130,8 +134,8 @@ def test_worker_exiting_with_a_code(leaks):
     pool = WorkerPool(MapFetcher(Exiting(), stack, True, 0), 1)
     with pytest.raises(
         WorkerDiedError,
-        match=r"worker 0 \(pid \d+\) exited unexpectedly with exit code 3 while fetching "
-        r"indices \[4, 5\]; its traceback, if any, is on stderr",
+        match=r"^DataLoader worker \(pid\(s\) \d+\) exited unexpectedly with exit code 3: "
+        r"worker 0, while fetching indices \[4, 5\]; its traceback, if any, is on stderr",
     ):
         list(pool.map_epoch(0, [[0, 1], [2, 3], [4, 5], [6, 7]]))
 
@@ -148,7 +152,8 @@ def test_hung_worker_times_out(leaks, worker_type):
     start = time.monotonic()
     with pytest.raises(
         ChuteTimeoutError,
-        match=r"timed out after 0.5 s waiting for indices \[8, 9\] from worker \d",
+        match=r"^DataLoader timed out after 0.5 seconds waiting for indices \[8, 9\] from "
+        r"worker \d \(pid \d+\); the worker may be hung",
     ):
         list(pool.map_epoch(0, TASKS))
     assert time.monotonic() - start < 10
@@ -294,7 +299,9 @@ def test_worker_killed_between_epochs_then_the_pool_restarts(leaks):
     list(pool.map_epoch(0, TASKS))
     victim = pool.worker_pids[0]
     os.kill(victim, signal.SIGKILL)
-    with pytest.raises(WorkerDiedError, match=rf"worker 0 \(pid {victim}\) was killed by signal"):
+    with pytest.raises(
+        WorkerDiedError, match=rf"DataLoader worker \(pid {victim}\) is killed by signal: Killed"
+    ):
         list(pool.map_epoch(1, TASKS))
     assert not pool.running
     again = list(pool.map_epoch(2, TASKS))  # a new set of workers
@@ -308,3 +315,49 @@ def test_system_exit_in_a_thread_worker_does_not_hang(leaks):
     )
     with pytest.raises(WorkerError, match=r"SystemExit in DataLoader worker \d"):
         list(pool.map_epoch(0, TASKS))
+
+
+NO_MAIN_GUARD = """
+import sys
+sys.path[:0] = [{src!r}]
+{imports}
+import chute
+
+class Numbers:
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return i
+
+loader = chute.DataLoader(Numbers(), batch_size=2, num_workers=2{context})
+print(list(loader))
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("case", ["jax imported", "forkserver"])
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path, case):
+    if case == "jax imported":  # only in the child: JAX must not be imported in pytest
+        if importlib.util.find_spec("jax") is None:
+            pytest.skip("jax is not installed")
+        imports, context = "import jax", ""
+    else:
+        imports, context = "", ", multiprocessing_context='forkserver'"
+    here = os.path.dirname(__file__)
+    src = os.path.join(os.path.dirname(os.path.dirname(here)), "src")
+    script = tmp_path / "train.py"
+    script.write_text(NO_MAIN_GUARD.format(src=src, imports=imports, context=context))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=170)
+    assert out.returncode == 1
+    guard = 'put that code under `if __name__ == "__main__":`'
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("chute.errors.WorkerDiedError: DataLoader worker "), out.stderr
+    assert "each worker imports the main script again" in last and guard in last
+    # in the worker itself: chute's error, not multiprocessing's bootstrapping RuntimeError
+    assert (
+        "chute.errors.ChuteRuntimeError: the script's module-level code (which creates or "
+        "iterates a DataLoader) is running again inside a worker process started with "
+        f"'forkserver': {guard}" in out.stderr
+    )
+    assert "An attempt has been made to start a new process" not in out.stderr

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
+import re
+import subprocess
+import sys
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -183,3 +186,45 @@ def test_held_batches_stay_readable_during_interpreter_exit(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(float(np.arange(100000.0).sum()))
+
+
+MAP_LIMIT = """
+import mmap, sys
+sys.path[:0] = sys.argv[1:]
+import numpy as np
+from chute import DataLoader, TensorDataset
+loader = DataLoader(TensorDataset(np.arange(100_000)), batch_size=1, num_workers=1,
+                    persistent_workers=True)
+it = iter(loader)
+held = [next(it)]  # the worker runs; now use up this process's mappings but ~300
+with open("/proc/sys/vm/max_map_count") as f:
+    limit = int(f.read())
+with open("/proc/self/maps") as f:
+    used = sum(1 for _ in f)
+ballast = [mmap.mmap(-1, 4096) for _ in range(limit - used - 300)]
+try:
+    for batch in it:
+        held.append(batch)  # every held batch keeps its segment mapped
+except OSError as exc:
+    print(len(held), exc)
+loader.close()
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not os.path.exists("/proc/sys/vm/max_map_count"), reason="Linux only")
+def test_running_out_of_mappings_names_vm_max_map_count():
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "src")
+    out = subprocess.run(
+        [sys.executable, "-c", MAP_LIMIT, src], capture_output=True, text=True, timeout=100
+    )
+    assert out.returncode == 0, out.stderr
+    held, _, msg = out.stdout.strip().partition(" ")
+    assert 100 < int(held) < 400
+    assert re.search(
+        r"mmap of a 64-byte shared-memory segment failed \(Cannot allocate memory\): this "
+        r"process has [\d,]+ memory mappings and vm.max_map_count allows [\d,]+\. Every batch "
+        r"from process workers that is still held .* raise the limit \(sudo sysctl -w "
+        r"vm.max_map_count=262144\), or use worker_type='thread'",
+        msg,
+    ), msg

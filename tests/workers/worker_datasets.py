@@ -261,3 +261,34 @@ class WhereFetched:
             "worker": -1 if info is None else info.id,
             "thread": threading.get_ident(),
         }
+
+
+class Strings:
+    """``n`` string samples: a batch of them is pickled, not put in shared memory."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> str:
+        return f"sample-{i}"
+
+
+class WorkerOfSample:
+    """Each sample: its index and the id of the worker that fetched it (-1: main process)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        info = get_worker_info()
+        return i, (-1 if info is None else info.id)
+
+
+def noop_init(worker_id: int) -> None:
+    return None

@@ -75,17 +75,21 @@ def set_worker_info(info: WorkerInfo) -> None:
 
 
 def worker_seed(base_seed: int, epoch: int, worker_id: int) -> int:
-    """Return the 64-bit seed of worker ``worker_id`` of a pool started in ``epoch``.
+    """Return the seed of worker ``worker_id`` of a pool started in ``epoch``: below 2**63.
 
-    Distinct for distinct workers and epochs, the same on every run with the same loader seed.
+    As in ``torch.utils.data``, the workers' seeds are one base seed plus the worker id, and
+    they fit in an int64 (a dataset that returns ``get_worker_info().seed`` or
+    ``torch.initial_seed()`` collates into an int64 tensor). The base is drawn from the loader
+    seed and the epoch: distinct epochs and workers get distinct seeds, the same on every run.
 
     Example:
-        >>> worker_seed(0, 0, 1) == worker_seed(0, 0, 1) != worker_seed(0, 0, 0)
+        >>> worker_seed(0, 0, 1) == worker_seed(0, 0, 0) + 1 < 2**63
         True
     """
-    words = [int(base_seed) & (2**64 - 1), int(epoch) & (2**64 - 1), int(worker_id)]
+    words = [int(base_seed) & (2**64 - 1), int(epoch) & (2**64 - 1)]
     state = np.random.SeedSequence(words).generate_state(2, np.uint32)
-    return int(state[0]) | (int(state[1]) << 32)
+    base = (int(state[0]) | (int(state[1]) << 32)) >> 1
+    return (base + int(worker_id)) % 2**63
 
 
 def seed_globals(seed: int) -> None:

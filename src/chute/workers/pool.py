@@ -3,18 +3,31 @@
 The pool does the ordering, the prefetching, the timeouts and the clean-up; the backends
 (:mod:`.process`, :mod:`.thread`) only start, talk to and stop the workers.
 
-Map-style epochs: the task ``k`` of the epoch (a list of indices, or one index) goes to the
-worker with the fewest tasks in flight; at most ``prefetch_factor`` tasks per worker are in
-flight; batches are yielded in task order whatever order they arrive in, so the batches are
-the same as without workers. Iterable epochs: batch requests go round-robin to the workers
-that still have data, and batches are yielded in request order (as ``torch.utils.data``
-does), until every worker's stream is exhausted.
+Map-style epochs: the tasks of the epoch (a list of indices, or one index, each) are dealt
+round-robin, see NOTE [ Dealing batches to workers ]; at most ``prefetch_factor`` tasks per
+worker are in flight; batches are yielded in task order whatever order they arrive in, so
+the batches are the same as without workers. Iterable epochs: batch requests go round-robin
+to the workers that still have data, and batches are yielded in request order (as
+``torch.utils.data`` does), until every worker's stream is exhausted.
 
 An epoch that ends early (``break``, ``del`` of the iterator, a worker's exception) leaves a
 persistent pool ready for the next epoch: the batches still in flight are received and
 thrown away (their shared memory freed for reuse). A pool that is not persistent, or that
 is broken (a worker died or hung, or KeyboardInterrupt arrived while waiting), is shut down,
 see NOTE [ Worker shutdown ] in ``process.py``.
+
+NOTE [ Dealing batches to workers ]
+Task ``k`` of a map-style epoch goes to worker ``k % num_workers`` (counting from the resume
+point; when the main process fetched task 0 itself, task ``k`` goes to worker
+``(k - 1) % num_workers``), as ``torch.utils.data`` deals them: every worker gets a batch
+before any gets a second, so a short epoch of slow samples keeps every worker busy. A worker
+whose turn it is but that has ``prefetch_factor`` tasks in flight, or that is not started yet
+(the others start after the first batch, see ``WorkerPool._start``), holds up the tasks after
+it: the deal never skips a worker. Dealing to whichever worker had the fewest tasks in flight
+(chute's first rule) gave worker 0 the first ``prefetch_factor`` tasks and the tasks that
+came due while the others started, so with 6 workers 12 batches went to workers
+``[0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5]``. The first batch costs the same either way (it is
+worker 0's, or the main process's); bench/bench_workers.py measures both figures.
 
 NOTE [ First batch in the main process ]
 A map-style batch is the same wherever it is fetched (its samples' random streams are keyed
@@ -85,6 +98,7 @@ class _Epoch:
     tasks: Iterator[Any] | None  # map-style: the tasks not sent yet (None when all are sent)
     active: list[bool]  # iterable: the workers whose stream is not exhausted
     next_task: int = 0
+    deal: int = 0  # map-style: the worker that gets the next task (round-robin)
     cycle: Iterator[int] = field(default_factory=lambda: iter(()))
     start_rest_at: float = 0.0  # when to start the workers not started yet (deferred start)
     pending: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task -> (worker, index)
@@ -389,12 +403,15 @@ class WorkerPool:
         assert backend is not None
         n = backend.started
         while len(ep.pending) < self.prefetch_factor * n:
-            if ep.kind == "map":
+            if ep.kind == "map":  # NOTE [ Dealing batches to workers ]
+                wid = ep.deal
+                if wid >= n or self._in_flight[wid] >= self.prefetch_factor:
+                    return  # its turn: it is not started yet, or has enough to do
                 index = next(ep.tasks, _END) if ep.tasks is not None else _END
                 if index is _END:
                     ep.tasks = None
                     return
-                wid = min(range(n), key=self._in_flight.__getitem__)
+                ep.deal = (wid + 1) % self.num_workers
             else:  # round-robin over the workers whose stream is not exhausted, like torch
                 index = None
                 wid = next((w for w in itertools.islice(ep.cycle, n) if ep.active[w]), -1)
@@ -455,7 +472,7 @@ class WorkerPool:
             if deadline is not None and now >= deadline:
                 pid = self.worker_pids[wid] if self.worker_type == "process" else os.getpid()
                 raise ChuteTimeoutError(
-                    f"DataLoader timed out after {self.timeout:g} s waiting for {what} from "
+                    f"DataLoader timed out after {self.timeout:g} seconds waiting for {what} from "
                     f"worker {wid} (pid {pid}); the worker may be hung (a deadlock, a blocking "
                     f"read) or the batch needs a larger timeout"
                 )

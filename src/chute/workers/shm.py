@@ -357,12 +357,39 @@ def _map(fd: int, size: int) -> Any:
     addr = libc.mmap(None, size, prot, mmap.MAP_SHARED, fd, 0)
     if addr is None or addr == ctypes.c_void_p(-1).value:
         err = ctypes.get_errno()
-        raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed")
+        raise OSError(err, _map_failed(size, err))
     buf = (ctypes.c_char * size).from_address(addr)
     # atexit=False: unmapping at interpreter exit would pull the memory from under arrays that
     # later exit code (atexit handlers, __del__) may still read; the OS unmaps at exit anyway
     weakref.finalize(buf, libc.munmap, addr, size).atexit = False
     return buf
+
+
+def _map_failed(size: int, err: int) -> str:
+    """The message for a failed mmap; naming the limit on mappings when that is the cause."""
+    text = f"mmap of a {size:,}-byte shared-memory segment failed ({os.strerror(err)})"
+    if err != errno.ENOMEM:
+        return text
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+        with open("/proc/self/maps", "rb") as f:
+            count = sum(1 for _ in f)
+    except (OSError, ValueError):
+        limit = count = -1
+    where = (
+        f"this process has {count:,} memory mappings and vm.max_map_count allows {limit:,}"
+        if limit > 0
+        else "the process may have reached the system's limit on memory mappings "
+        "(vm.max_map_count on Linux)"
+    )
+    return (
+        f"{text}: {where}. Every batch from process workers that is still held (an array "
+        f"of it, or a tensor made from it) keeps one mapping of its shared memory: hold fewer "
+        f"batches, or keep copies of the ones you keep (np.array(x), tensor.clone()), or "
+        f"raise the limit (sudo sysctl -w vm.max_map_count=262144), or use "
+        f"worker_type='thread' (no shared memory)"
+    )
 
 
 def _leaf_value(buf: Any, x: Any) -> Any:
