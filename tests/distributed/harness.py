@@ -1,0 +1,94 @@
+"""Run real ranks: ``torchrun --standalone`` with gloo on 127.0.0.1, a hang timeout, no leftovers.
+
+:func:`launch` runs a script under torchrun in a new session, kills the whole session if it
+does not finish within the timeout (a hang is a failure, not a stuck test run), then checks
+that no process of that session is left. Used by ``conftest.py`` here and by the example test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parents[1] / "src"
+
+
+def session_processes(sid: int) -> list[psutil.Process]:
+    """Live processes of session ``sid`` (zombies excluded)."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def rank_env() -> dict[str, str]:
+    """The environment of the launched ranks: CPU only, gloo on the loopback interface."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "PYTEST_")) and k not in ("RANK", "WORLD_SIZE")
+    }
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(SRC), str(HERE)]),
+        CUDA_VISIBLE_DEVICES="",
+        GLOO_SOCKET_IFNAME="lo",
+        TP_SOCKET_IFNAME="lo",
+        MASTER_ADDR="127.0.0.1",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def launch(
+    script: Path, nproc: int, args: list[str], timeout: float, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` under ``torchrun --standalone --nproc-per-node=nproc``; fail on a hang
+    or on any process left behind."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "--max-restarts=0",
+        "--monitor-interval=0.1",
+        str(script),
+        *args,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=rank_env(),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun with {nproc} ranks hung for {timeout} s:\n{err[-3000:]}")
+    deadline = time.monotonic() + 10
+    while (left := session_processes(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"processes left after torchrun: {[p.pid for p in left]}")
+    if proc.returncode != 0:
+        pytest.fail(f"torchrun with {nproc} ranks failed ({proc.returncode}):\n{err[-6000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
