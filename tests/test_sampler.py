@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chute
-from chute.sampler import seed_from
+from chute.sampler import epoch_batches, seed_from
+from user_samplers import EvensFirst
 
 torch = pytest.importorskip("torch")
 tud = torch.utils.data
@@ -209,6 +210,39 @@ def test_batches_from_is_a_slice_of_the_epoch(
     epoch0 = chute.RandomSampler(range(n), seed=seed).epoch_indices().tolist()
     generic = chute.BatchSampler(epoch0, batch_size, drop_last)  # a plain list: no take_epoch
     assert list(generic.batches_from(start)) == full[start:]
+
+
+class Reversed(chute.SequentialSampler):
+    def __iter__(self) -> Any:
+        return iter(range(len(self.data_source) - 1, -1, -1))
+
+
+def test_subclasses_with_their_own_iter_are_iterated() -> None:
+    grouped = EvensFirst(chute.SequentialSampler(range(8)), 2, False)
+    assert list(epoch_batches(grouped)) == [[0, 2], [4, 6], [1, 3], [5, 7]]
+    assert list(epoch_batches(grouped, 3)) == [[5, 7]]
+    over_reversed = chute.BatchSampler(Reversed(range(5)), 2, False)
+    assert list(over_reversed) == [[4, 3], [2, 1], [0]]
+    assert list(over_reversed.batches_from(1)) == [[2, 1], [0]]
+    assert list(epoch_batches(Reversed(range(3)), 1)) == [1, 0]
+
+
+class OddsOnly(chute.RandomSampler):
+    """Overrides epoch_indices only: chute's __iter__ still applies, and so does the fast path."""
+
+    def epoch_indices(self) -> np.ndarray:
+        return super().epoch_indices()[::2]
+
+    def __len__(self) -> int:
+        return (super().__len__() + 1) // 2
+
+
+def test_overriding_what_iter_calls_keeps_the_fast_path_consistent() -> None:
+    fast = chute.BatchSampler(OddsOnly(range(9), seed=3), 2, False)
+    full = list(fast)
+    fast.sampler.set_epoch(0)
+    assert next(epoch_batches(fast, 1, as_arrays=True)).tolist() == full[1]
+    assert sum(len(b) for b in full) == 5
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, True, False, 2.0, None])

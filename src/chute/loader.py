@@ -1,15 +1,7 @@
 """DataLoader: PyTorch's arguments and rules, batch-first fetch, exact resume.
 
-NOTE [ Loader state and exact resume ]
-A loader's progress is four numbers: the loader ``seed`` (keys the per-sample random streams
-and the loader-made shuffle sampler), the ``epoch`` in progress, how many batches of it were
-handed to the user, and the sampler's state at the start of that epoch (``{"seed", "epoch"}``
-for chute samplers). :meth:`DataLoader.load_state_dict` restores them and the next ``iter()``
-starts at that batch: the sampler recomputes the epoch's index array and the batch sampler
-slices it, so no batch before the resume point is fetched, transformed or collated. Batches
-prefetched by workers but not yet handed out are not counted, so they are fetched again.
-Iterable datasets without their own ``state_dict`` are resumed by iterating past the
-consumed batches without collating them.
+What ``state_dict()`` holds, which epoch it describes and what ``load_state_dict`` checks:
+NOTE [ Loader state and exact resume ] in ``state.py``.
 """
 
 from __future__ import annotations
@@ -24,13 +16,20 @@ from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
 from .errors import ChuteTypeError, ChuteValueError
 from .fetch import IterableFetcher, MapFetcher
-from .sampler import BatchSampler, RandomSampler, SequentialSampler, seed_from
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, epoch_batches, seed_from
+from .state import (
+    STATE_VERSION,
+    check_layout,
+    check_state,
+    index_source_state,
+    layout,
+    restore_index_source,
+)
 from .workers import WorkerPool
 
 __all__ = ["DataLoader"]
 
 T = TypeVar("T")
-STATE_VERSION = 1
 WORKER_TYPES = ("process", "thread")
 _FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
 
@@ -215,9 +214,8 @@ class DataLoader(Generic[T]):
         self._next_epoch = 0
         self._resume_batches = 0
         # the latest iterator, held weakly: dropping it stops its workers at once (NOTE
-        # [ Worker shutdown ] in workers/process.py); its progress is kept for state_dict()
+        # [ Worker shutdown ] in workers/process.py) and ends its epoch for state_dict()
         self._live_ref: weakref.ref[_LoaderIter] | None = None
-        self._progress: _Progress | None = None
         self._pool: Any = None
         self._initialized = True
 
@@ -240,7 +238,19 @@ class DataLoader(Generic[T]):
 
     @property
     def _index_sampler(self) -> Any:
+        """Whatever produces the indices: the batch sampler (the loader's or the user's), or
+        the sampler without auto-batching; None for an iterable dataset."""
         return self.batch_sampler if self.batch_sampler is not None else self.sampler
+
+    def _layout(self) -> dict[str, Any]:
+        return layout(
+            self.dataset,
+            self._index_sampler,
+            self.batch_size,
+            self.drop_last,
+            self._iterable,
+            self.num_workers,
+        )
 
     def __len__(self) -> int:
         if self._iterable:
@@ -264,13 +274,12 @@ class DataLoader(Generic[T]):
         skip, self._resume_batches = self._resume_batches, 0
         if self._own_sampler and hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
-        sampler_state = _sampler_state(self.sampler)
+        sampler_state = index_source_state(self._index_sampler)
         live = self._live
         if live is not None and self._pool is not None:
             live.close()  # persistent workers serve one epoch at a time, as in PyTorch
         it = _LoaderIter(self, epoch, skip, sampler_state)
         self._live_ref = weakref.ref(it)
-        self._progress = it.progress
         return it
 
     def _fetcher(self) -> MapFetcher | IterableFetcher:
@@ -281,16 +290,8 @@ class DataLoader(Generic[T]):
         return MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
 
     def _tasks(self, skip: int) -> Iterator[Any]:
-        index_sampler = self._index_sampler
-        batches_from = getattr(index_sampler, "batches_from", None)
-        if batches_from is not None:
-            if self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False):
-                return batches_from(skip, as_arrays=True)
-            return batches_from(skip)
-        it = iter(index_sampler)
-        for _ in range(skip):
-            next(it, None)
-        return it
+        as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
+        return epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
 
     def _main_first(self) -> bool:
         if self.main_first_batch is not None:
@@ -330,44 +331,42 @@ class DataLoader(Generic[T]):
             >>> [b[0].tolist() for b in dl2] == [b[0].tolist() for b in it]
             True
         """
-        live = self._progress
-        if live is not None and not live.exhausted:
-            epoch, batches, sampler = live.epoch, live.yielded, live.sampler_state
-        else:
+        live = self._live
+        if live is not None and self._has_more(live.progress):
+            epoch, batches, sampler = live.epoch, live.yielded, live.progress.sampler_state
+        else:  # what the next iter() starts (NOTE [ Loader state and exact resume ])
             epoch, batches = self._next_epoch, self._resume_batches
-            sampler = _sampler_state(self.sampler)
+            sampler = index_source_state(self._index_sampler)
         return {
             "version": STATE_VERSION,
             "seed": self.seed,
             "epoch": epoch,
             "batches": batches,
             "sampler": sampler,
+            "layout": self._layout(),
         }
 
+    def _has_more(self, progress: _Progress) -> bool:
+        """Whether an iterator with this progress can still yield a batch of its epoch."""
+        if progress.done:
+            return False
+        try:
+            return progress.yielded < len(self)
+        except TypeError:  # an index sampler or iterable dataset without __len__
+            return True
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``: the next ``iter()`` yields what the saved run would have."""
-        missing = {"version", "seed", "epoch", "batches", "sampler"} - set(state)
-        if missing:
-            raise ChuteValueError(
-                f"load_state_dict: state is missing {sorted(missing)}; pass a dict made by "
-                f"DataLoader.state_dict()"
-            )
-        if state["version"] != STATE_VERSION:
-            raise ChuteValueError(
-                f"load_state_dict: state version {state['version']!r} is not supported "
-                f"(expected {STATE_VERSION})"
-            )
+        """Continue from ``state``: the next ``iter()`` yields what the saved run would have.
+
+        Refuses a state taken under another layout (dataset length, batch size, drop_last,
+        sampler, workers of an iterable dataset), naming what differs.
+        """
+        check_state(state)
+        check_layout(state["layout"], self._layout())
         self.close()  # persistent workers hold a fetcher with the old seed
         self._live_ref = None
-        self._progress = None
         object.__setattr__(self, "seed", int(state["seed"]))
-        if state["sampler"] is not None:
-            if not hasattr(self.sampler, "load_state_dict"):
-                raise ChuteValueError(
-                    f"load_state_dict: the state has a sampler state but the sampler "
-                    f"{type(self.sampler).__name__} has no load_state_dict"
-                )
-            self.sampler.load_state_dict(state["sampler"])
+        restore_index_source(self._index_sampler, state["sampler"])
         self._next_epoch = int(state["epoch"])
         self._resume_batches = int(state["batches"])
 
@@ -393,21 +392,16 @@ class DataLoader(Generic[T]):
         )
 
 
-def _sampler_state(sampler: Any) -> dict[str, Any] | None:
-    get = getattr(sampler, "state_dict", None)
-    return dict(get()) if get is not None else None
-
-
 class _Progress:
     """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
 
-    __slots__ = ("epoch", "exhausted", "sampler_state", "yielded")
+    __slots__ = ("done", "epoch", "sampler_state", "yielded")
 
     def __init__(self, epoch: int, yielded: int, sampler_state: Any) -> None:
         self.epoch = epoch
         self.yielded = yielded
         self.sampler_state = sampler_state
-        self.exhausted = False
+        self.done = False  # finished or closed: yields nothing more
 
 
 def _batches(
@@ -453,10 +447,6 @@ class _LoaderIter:
     def yielded(self) -> int:
         return self.progress.yielded
 
-    @property
-    def exhausted(self) -> bool:
-        return self.progress.exhausted
-
     def __iter__(self) -> _LoaderIter:
         return self
 
@@ -476,11 +466,11 @@ class _LoaderIter:
         return len(self.loader)
 
     def _finish(self) -> None:
-        self.progress.exhausted = True
         self.close()
 
     def close(self) -> None:
         """Stop this epoch: release its workers (unless persistent) and their buffers."""
+        self.progress.done = True
         it, self._it = self._it, iter(())
         close = getattr(it, "close", None)
         if close is not None:

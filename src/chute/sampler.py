@@ -10,10 +10,22 @@ fetching (or even drawing) the batches before it.
 Random samplers reshuffle on every ``iter()`` (as PyTorch's do): iterating uses the current
 ``epoch`` and then advances it. ``DistributedSampler`` follows PyTorch and keeps the same
 order until ``set_epoch`` is called.
+
+NOTE [ Fast paths are taken only for chute's own methods ]
+Two fast paths skip ``__iter__``: a chute index sampler's epoch is one NumPy array
+(``take_epoch``) that :class:`BatchSampler` slices, and the loader asks a batch sampler for
+``batches_from(start)`` (slicing at a resume point instead of iterating up to it). A subclass
+that overrides ``__iter__`` (a bucketing or grouped batch sampler, a sampler with its own
+order) must be iterated instead, so :func:`epoch_batches` and :meth:`BatchSampler.batches_from`
+decide in one place, :func:`_own_iter`: the fast path is taken only when ``type(x).__iter__``
+*is* chute's function (identity, not ``getattr``: an inherited ``take_epoch`` proves
+nothing). Overriding ``epoch_indices`` or ``batches_from`` is fine: chute's ``__iter__`` calls
+them, so the fast path and ``__iter__`` still agree.
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any, Generic, TypeVar
@@ -33,6 +45,7 @@ __all__ = [
     "WeightedRandomSampler",
     "BatchSampler",
     "DistributedSampler",
+    "epoch_batches",
     "seed_from",
 ]
 
@@ -109,7 +122,11 @@ class _EpochSampler(Sampler[int]):
         raise NotImplementedError
 
     def take_epoch(self) -> np.ndarray:
-        """The current epoch's indices; random samplers then move on to the next epoch."""
+        """The current epoch's indices; random samplers then move on to the next epoch.
+
+        This is what ``__iter__`` yields; only used in place of ``__iter__`` when that is
+        chute's own (NOTE [ Fast paths are taken only for chute's own methods ]).
+        """
         out = self.epoch_indices()
         if self._advance_on_iter:
             self.epoch += 1
@@ -437,9 +454,9 @@ class BatchSampler(Sampler[list[int]]):
         int64 array slice (no list is built), which the loader hands to datasets that accept
         them. Other samplers give lists either way.
         """
-        take = getattr(self.sampler, "take_epoch", None)
-        if take is not None:
-            return self._slices(take(), start, as_list=not as_arrays)
+        sampler: Any = self.sampler
+        if _own_iter(sampler, _EpochSampler):
+            return self._slices(sampler.take_epoch(), start, as_list=not as_arrays)
         return self._generic(start)
 
     def _slices(self, order: np.ndarray, start: int, as_list: bool = True) -> Iterator[Any]:
@@ -468,3 +485,28 @@ class BatchSampler(Sampler[list[int]]):
         if self.drop_last:
             return n // self.batch_size
         return (n + self.batch_size - 1) // self.batch_size
+
+
+def _own_iter(obj: Any, cls: type[Any]) -> bool:
+    """True when ``obj`` is a ``cls`` iterated by ``cls.__iter__`` itself: the one test of
+    NOTE [ Fast paths are taken only for chute's own methods ]."""
+    mine: Any = type(obj)
+    return isinstance(obj, cls) and mine.__iter__ is cls.__iter__
+
+
+def epoch_batches(
+    index_sampler: Iterable[Any], start: int = 0, as_arrays: bool = False
+) -> Iterator[Any]:
+    """What ``iter(index_sampler)`` yields, from item number ``start`` on.
+
+    A chute :class:`BatchSampler` (``__iter__`` not overridden) slices its epoch at ``start``
+    (with ``as_arrays``, int64 array slices); anything else is iterated, skipping ``start``
+    items. ``iter()`` is called now, so the epoch's order is drawn now.
+
+    Example:
+        >>> list(epoch_batches(BatchSampler(range(5), 2, False), 1))
+        [[2, 3], [4]]
+    """
+    if _own_iter(index_sampler, BatchSampler):
+        return index_sampler.batches_from(start, as_arrays=as_arrays)  # type: ignore[attr-defined]
+    return itertools.islice(iter(index_sampler), start, None)
