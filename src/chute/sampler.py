@@ -308,11 +308,10 @@ class DistributedSampler(_EpochSampler):
     start of every epoch to reshuffle, as with PyTorch (a ``DataLoader`` with
     ``distributed=True`` makes and advances its own).
 
-    Elastic resume: ``cursor`` is the global position where the next ``iter()`` starts
-    dealing (0 for a whole epoch). The ranks then share the rest of the epoch, positions
-    ``cursor`` to the end, at whatever world size they now have; the cursor is used by one
-    ``iter()`` and then cleared, and :meth:`set_epoch` with another epoch clears it too.
-    See NOTE [ Elastic resume ] in ``loader.py``.
+    Elastic resume: ``cursor`` is the global position where this epoch's dealing starts (0
+    for a whole epoch). The ranks then share the rest of the epoch, positions ``cursor`` to
+    the end, at whatever world size they now have; :meth:`set_epoch` with another epoch
+    clears it. See NOTE [ Elastic resume ] in ``elastic.py``.
 
     Args:
         dataset: the dataset (only its length is used).
@@ -371,13 +370,22 @@ class DistributedSampler(_EpochSampler):
             self.cursor = 0
         self.epoch = int(epoch)
 
+    @staticmethod
+    def share(n: int, cursor: int, num_replicas: int, drop_last: bool) -> int:
+        """How many indices each of ``num_replicas`` ranks gets from ``cursor`` to the end of
+        an epoch of ``n``: the rest padded up to a multiple of the world size, or cut down.
+
+        Example:
+            >>> DistributedSampler.share(10, 4, 4, False), DistributedSampler.share(10, 4, 4, True)
+            (2, 1)
+        """
+        rest = max(n - cursor, 0)
+        return rest // num_replicas if drop_last else -(-rest // num_replicas)
+
     @property
     def num_samples(self) -> int:
         """How many indices each rank gets from the cursor to the end of the epoch."""
-        rest = max(len(self.dataset) - self.cursor, 0)
-        if self.drop_last:
-            return rest // self.num_replicas
-        return -(-rest // self.num_replicas)
+        return self.share(len(self.dataset), self.cursor, self.num_replicas, self.drop_last)
 
     @property
     def total_size(self) -> int:
@@ -396,11 +404,6 @@ class DistributedSampler(_EpochSampler):
             return np.empty(0, np.int64)
         order = EpochOrder(n, self.seed, self.epoch, self.shuffle)
         return order.at(self.positions() % n)
-
-    def take_epoch(self) -> np.ndarray:
-        out = super().take_epoch()
-        self.cursor = 0  # used by one iter(): see the class docstring
-        return out
 
     def cursor_after(self, consumed: int) -> int:
         """The global cursor once every rank has taken ``consumed`` indices of its share."""
