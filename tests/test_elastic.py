@@ -269,3 +269,46 @@ def test_augmentations_follow_the_samplers_epoch() -> None:
     restarted = run([2])
     assert restarted[0] == straight[2]
     assert straight[0] != straight[2]
+
+
+class Shards(chute.IterableDataset):
+    """Each worker of each rank yields its shard's items, with its WorkerInfo and a draw."""
+
+    def __iter__(self) -> Any:
+        info = chute.get_worker_info()
+        shard, shards = (0, 1) if info is None else (info.shard, info.num_shards)
+        for i in range(shard, 24, shards):
+            extra = (-1, -1) if info is None else (info.rank, info.world_size)
+            yield i, *extra, int(rng.current().integers(1 << 40))
+
+
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_iterable_datasets_shard_by_rank_and_worker(worker_type: str) -> None:
+    """#7.5: get_worker_info() has the rank, and ranks never share random streams."""
+    rows = []
+    for r in range(3):
+        loader = chute.DataLoader(
+            Shards(),
+            batch_size=2,
+            num_workers=2,
+            worker_type=worker_type,
+            seed=3,
+            distributed=(r, 3),
+        )
+        for batch in loader:
+            rows += [tuple(int(x[j]) for x in batch) for j in range(len(batch[0]))]
+    assert sorted(i for i, *_ in rows) == list(range(24))
+    assert {(i % 6) // 2 for i, r, w, _ in rows if r == 1} == {1}
+    assert {w for _, _, w, _ in rows} == {3}
+    assert len({d for *_, d in rows}) == 24
+
+
+def test_iterable_dataset_state_refuses_another_world_size() -> None:
+    loader = chute.DataLoader(Shards(), batch_size=2, seed=3, distributed=(0, 2))
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    assert state["layout"]["world_size"] == 2
+    other = chute.DataLoader(Shards(), batch_size=2, seed=3, distributed=(0, 3))
+    with pytest.raises(ChuteValueError, match="world_size=2 in the state, 3 in this loader"):
+        other.load_state_dict(state)
