@@ -1,8 +1,9 @@
 """Run real ranks: ``torchrun --standalone`` with gloo on 127.0.0.1, a hang timeout, no leftovers.
 
-:func:`launch` runs a script under torchrun in a new session, kills the whole session if it
-does not finish within the timeout (a hang is a failure, not a stuck test run), then checks
-that no process of that session is left. Used by ``conftest.py`` here and by the example test.
+:func:`launch` runs a script under torchrun, tagging every process it starts with an
+environment variable; if the run does not finish within the timeout (a hang is a failure, not
+a stuck test run) the ranks print their stacks and every tagged process is killed; after the
+run, no tagged process may be left. Used by ``conftest.py`` here and by the example test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -19,21 +21,31 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
+MARKER = "CHUTE_TEST_LAUNCH"
 
 
-def session_processes(sid: int) -> list[psutil.Process]:
-    """Live processes of session ``sid`` (zombies excluded)."""
+def launched(marker: str) -> list[psutil.Process]:
+    """Live processes started by the launch tagged ``marker`` (torchrun starts each rank in
+    a session of its own, so they are found by an environment variable they all inherit)."""
     found = []
     for p in psutil.process_iter():
         try:
-            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+            if p.environ().get(MARKER) == marker and p.status() != psutil.STATUS_ZOMBIE:
                 found.append(p)
-        except (ProcessLookupError, PermissionError, psutil.Error):
+        except (psutil.Error, OSError):
             continue
     return found
 
 
-def rank_env() -> dict[str, str]:
+def _kill(procs: list[psutil.Process], sig: int) -> None:
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def rank_env(marker: str) -> dict[str, str]:
     """The environment of the launched ranks: CPU only, gloo on the loopback interface."""
     env = {
         k: v
@@ -48,7 +60,9 @@ def rank_env() -> dict[str, str]:
         MASTER_ADDR="127.0.0.1",
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",  # a hung rank prints its stacks when aborted
     )
+    env[MARKER] = marker
     return env
 
 
@@ -56,7 +70,7 @@ def launch(
     script: Path, nproc: int, args: list[str], timeout: float, cwd: Path
 ) -> subprocess.CompletedProcess[str]:
     """Run ``script`` under ``torchrun --standalone --nproc-per-node=nproc``; fail on a hang
-    or on any process left behind."""
+    (after printing every rank's stacks) or on any process left behind."""
     cmd = [
         sys.executable,
         "-m",
@@ -68,9 +82,10 @@ def launch(
         str(script),
         *args,
     ]
+    marker = uuid.uuid4().hex
     proc = subprocess.Popen(
         cmd,
-        env=rank_env(),
+        env=rank_env(marker),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -80,14 +95,17 @@ def launch(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"torchrun with {nproc} ranks hung for {timeout} s:\n{err[-3000:]}")
+        ranks = [p for p in launched(marker) if str(script) in " ".join(p.cmdline())]
+        _kill(ranks, signal.SIGABRT)  # faulthandler dumps the stacks of each rank
+        time.sleep(2)
+        _kill(launched(marker), signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"torchrun with {nproc} ranks hung for {timeout} s:\n{err[-8000:]}")
     deadline = time.monotonic() + 10
-    while (left := session_processes(proc.pid)) and time.monotonic() < deadline:
+    while (left := launched(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     if left:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill(left, signal.SIGKILL)
         pytest.fail(f"processes left after torchrun: {[p.pid for p in left]}")
     if proc.returncode != 0:
         pytest.fail(f"torchrun with {nproc} ranks failed ({proc.returncode}):\n{err[-6000:]}")
