@@ -11,7 +11,8 @@ and gets ``--batch-size`` samples per step, its share of one global shuffle.
 array sharded over every device of every process, which a jitted step consumes. The model is
 a logistic regression in plain ``jax.numpy``.
 
-The script prints one JSON line: the global batch shape, its sharding and the losses.
+The script prints one JSON line: the global batch shape, its sharding and the mean loss of
+each epoch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from chute import DataLoader, TensorDataset
@@ -56,7 +57,8 @@ def main() -> None:
     if args.multi_process:
         jax.distributed.initialize()
 
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    # Auto axes: XLA decides how the gradient's sum over the sharded batch is reduced
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
     sharding = NamedSharding(mesh, P("data"))  # the batch axis split over all devices
     loader = DataLoader(
         make_dataset(args.samples),
@@ -69,12 +71,14 @@ def main() -> None:
     w = jnp.zeros(5, jnp.float32)
     losses, shape, spec = [], None, None
     for _ in range(args.epochs):
+        epoch_losses = []
         for x, y in loader:  # this process's share: NumPy arrays of batch_size rows
             gx = jax.make_array_from_process_local_data(sharding, x)
             gy = jax.make_array_from_process_local_data(sharding, y)
             shape, spec = gx.shape, str(gx.sharding.spec)
             w, loss = train_step(w, gx, gy)
-        losses.append(float(loss))
+            epoch_losses.append(loss)
+        losses.append(float(jnp.mean(jnp.stack(epoch_losses))))
     if jax.process_index() == 0:
         print(
             json.dumps(

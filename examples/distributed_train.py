@@ -40,7 +40,7 @@ def make_dataset(samples: int) -> TensorDataset:
     """Two noisy classes in 8 dimensions, and each sample's id (to show who saw what)."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, samples)
-    features = rng.normal(size=(samples, 8)).astype(np.float32) + labels[:, None] * 1.5
+    features = (rng.normal(size=(samples, 8)) + labels[:, None] * 1.5).astype(np.float32)
     return TensorDataset(features, labels.astype(np.int64), np.arange(samples))
 
 
@@ -106,7 +106,8 @@ def main() -> None:
         report["ids"].append(gather(ids))
         report["batches"].append(gather(count))
         if rank == 0:
-            print(f"epoch {epoch}: mean loss {mean:.4f} over {int(total[1])} samples on {world} ranks")
+            seen = int(total[1])
+            print(f"epoch {epoch}: mean loss {mean:.4f} over {seen} samples on {world} ranks")
         if state is not None:
             break
     state = loader.state_dict() if state is None else state  # the same on every rank
