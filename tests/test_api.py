@@ -10,7 +10,9 @@ import chute
 
 EXPECTED_ALL = [
     "__version__",
+    "distributed",
     "errors",
+    "order",
     "rng",
     "ChuteError",
     "Dataset",

@@ -312,3 +312,33 @@ def test_iterable_dataset_state_refuses_another_world_size() -> None:
     other = chute.DataLoader(Shards(), batch_size=2, seed=3, distributed=(0, 3))
     with pytest.raises(ChuteValueError, match="world_size=2 in the state, 3 in this loader"):
         other.load_state_dict(state)
+
+
+def test_a_bad_cursor_is_refused() -> None:
+    s = chute.DistributedSampler(range(10), 2, 0)
+    for bad in (-1, 11, "3", 2.0):
+        with pytest.raises(ChuteValueError) as exc:
+            s.load_state_dict({"seed": 0, "epoch": 0, "cursor": bad})
+        assert str(exc.value) == (
+            f"DistributedSampler.load_state_dict: cursor must be an int in [0, 10] (the "
+            f"dataset's length), got cursor={bad!r}"
+        )
+
+
+def test_augmentations_follow_torchs_distributed_sampler_too() -> None:
+    tud = pytest.importorskip("torch.utils.data")
+
+    def run(epoch: int) -> list[list[int]]:
+        s = tud.DistributedSampler(range(12), num_replicas=2, rank=0, seed=5)
+        s.set_epoch(epoch)
+        loader = chute.DataLoader(Draws(12), batch_size=3, sampler=s, seed=2)
+        return [aug.tolist() for _, aug in loader]
+
+    assert run(0) != run(2)
+    # epoch 2's draws of sample i are those of a plain loader's third epoch (epoch 2)
+    straight = chute.DataLoader(Draws(12), batch_size=3, seed=2)
+    third = [list(straight) for _ in range(3)][2]
+    keyed = {i: a for idx, aug in third for i, a in zip(idx.tolist(), aug.tolist())}
+    s = tud.DistributedSampler(range(12), num_replicas=2, rank=0, seed=5)
+    s.set_epoch(2)
+    assert [[keyed[i] for i in batch] for batch in chute.BatchSampler(list(s), 3, False)] == run(2)

@@ -415,8 +415,17 @@ class DistributedSampler(_EpochSampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (a state without a cursor starts at 0)."""
+        cursor = state.get("cursor", 0)
+        n = len(self.dataset)
+        if not isinstance(cursor, (int, np.integer)) or isinstance(cursor, bool) or not (
+            0 <= cursor <= n
+        ):
+            raise ChuteValueError(
+                f"DistributedSampler.load_state_dict: cursor must be an int in [0, {n}] (the "
+                f"dataset's length), got cursor={cursor!r}"
+            )
         super().load_state_dict(state)
-        self.cursor = int(state.get("cursor", 0))
+        self.cursor = int(cursor)
 
     def __len__(self) -> int:
         return self.num_samples
