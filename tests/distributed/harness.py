@@ -95,8 +95,8 @@ def launch(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        ranks = [p for p in launched(marker) if str(script) in " ".join(p.cmdline())]
-        _kill(ranks, signal.SIGABRT)  # faulthandler dumps the stacks of each rank
+        stuck = [p for p in launched(marker) if p.pid != proc.pid]  # ranks and their workers
+        _kill(stuck, signal.SIGABRT)  # faulthandler dumps the stacks of each
         time.sleep(2)
         _kill(launched(marker), signal.SIGKILL)
         out, err = proc.communicate(timeout=30)
