@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import multiprocessing
 import re
 import warnings
 from typing import Any, NamedTuple
@@ -280,6 +281,20 @@ REFUSALS: list[tuple[str, Any, dict[str, Any], str]] = [
         "(num_workers > 0), but got num_workers=0",
     ),
     (
+        "unknown multiprocessing_context",
+        MAP,
+        {"num_workers": 2, "multiprocessing_context": "nope"},
+        "multiprocessing_context option should specify a valid start method in "
+        f"{multiprocessing.get_all_start_methods()!r}, but got multiprocessing_context='nope'",
+    ),
+    (
+        "multiprocessing_context of a wrong type",
+        MAP,
+        {"num_workers": 2, "multiprocessing_context": 5},
+        "multiprocessing_context option should be a valid context object or a string "
+        "specifying the start method, but got multiprocessing_context=5",
+    ),
+    (
         "iterable+shuffle",
         STREAM,
         {"shuffle": True},
@@ -332,6 +347,59 @@ def test_same_refusals_as_torch(dataset: Any, kwargs: dict[str, Any], message: s
         chute.DataLoader(dataset, **kwargs)
     assert isinstance(ours.value, ChuteError)
     assert str(ours.value) == message
+
+
+def test_prefetch_factor_0_with_workers_is_refused_when_the_loader_is_made() -> None:
+    # torch refuses it too, with an AssertionError at the first iter()
+    with pytest.raises(ValueError) as info:
+        chute.DataLoader(MAP, num_workers=1, prefetch_factor=0)
+    assert str(info.value) == (
+        "prefetch_factor must be greater than 0 with num_workers=1: it is the number of "
+        "batches each worker loads in advance (got prefetch_factor=0); use 1 or more, or leave "
+        "it at None for the default 2"
+    )
+
+
+def test_far_too_many_workers_warn_with_torchs_words_and_a_suggestion() -> None:
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    with pytest.warns(UserWarning) as record:
+        chute.DataLoader(MAP, num_workers=1000)
+    assert str(record[0].message) == (
+        f"This DataLoader will create 1000 worker processes in total. Our suggested max number "
+        f"of worker in current system is {cpus} (the CPUs this process may run on), which is "
+        f"smaller than what this DataLoader is going to create. Please be aware that excessive "
+        f"worker creation might get DataLoader running slow or even freeze, lower the worker "
+        f"number to avoid potential slowness/freeze if necessary (try num_workers={cpus})"
+    )
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chute.DataLoader(MAP, num_workers=2 * cpus, worker_type="thread")
+
+
+def _lines() -> Any:
+    yield from range(3)
+
+
+@pytest.mark.parametrize("kind", ["generator", "file", "iterator"])
+def test_a_one_shot_iterator_as_dataset_is_refused(kind: str, tmp_path: Any) -> None:
+    path = tmp_path / "lines.txt"
+    path.write_text("a\nb\n")
+    with open(path) as f:
+        dataset = {"generator": _lines(), "file": f, "iterator": iter([1, 2])}[kind]
+        with pytest.raises(TypeError) as info:
+            chute.DataLoader(dataset)
+    name = type(dataset).__name__
+    assert str(info.value) == (
+        f"DataLoader: the dataset is a one-shot iterator ({name}: it has __next__ and iter() "
+        f"returns itself), so a second epoch would be empty and workers would repeat or lose "
+        f"its items; pass a dataset that makes a new iterator in each __iter__, e.g. an "
+        f"IterableDataset whose __iter__ opens the file or calls the generator function, or "
+        f"list(...) of it if it is small"
+    )
+    assert [b.tolist() for b in chute.DataLoader(TorchStream(2, "int"), batch_size=2)] == [[0, 1]]
 
 
 @pytest.mark.parametrize(
@@ -585,7 +653,8 @@ def test_collate_error_names_the_field_and_the_shapes() -> None:
     assert isinstance(ours.value, CollateError)
     assert str(ours.value) == (
         "default_collate: samples have different shapes at [0]['image']: (2, 2) (sample 0), "
-        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn"
+        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn (the samples of this "
+        "batch are dataset indices [0, 1, 2, 3], in that order)"
     )
 
 
@@ -599,6 +668,43 @@ def test_dataset_errors_reach_the_user_unchanged() -> None:
 
     with pytest.raises(KeyError, match="sample 0 is broken"):
         next(iter(chute.DataLoader(Broken(), batch_size=2)))
+
+
+def test_errors_without_workers_name_the_dataset_index() -> None:
+    class Uneven:
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int) -> Any:
+            if i == 7:
+                raise ValueError("bad pixel")
+            return np.zeros(i % 3 + 1)
+
+    it = iter(chute.DataLoader(Uneven(), batch_size=4, sampler=[5, 6, 7, 8, 3, 4]))
+    with pytest.raises(ValueError) as info:  # the exception itself
+        next(it)
+    assert str(info.value) == "bad pixel"
+    assert info.value.__notes__ == [
+        "while fetching dataset index 7 (sample 2 of the batch of dataset indices "
+        "[5, 6, 7, 8], epoch 0)"
+    ]
+    with pytest.raises(CollateError) as collate:
+        next(it)
+    assert str(collate.value) == (
+        "default_collate: samples have different shapes: (1,) (sample 0), (2,) (sample 1); "
+        "resize them to one shape or pass a collate_fn (the samples of this batch are dataset "
+        "indices [3, 4], in that order)"
+    )
+
+    def fussy(batch: Any) -> Any:
+        raise KeyError("label")
+
+    with pytest.raises(KeyError) as user:
+        next(iter(chute.DataLoader(list(range(40)), batch_size=20, collate_fn=fussy)))
+    assert user.value.__notes__ == [
+        "while collating a batch: the samples of this batch are dataset indices "
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...] (20 in all)"
+    ]
 
 
 # -- len ---------------------------------------------------------------------------------------

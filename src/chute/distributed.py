@@ -310,6 +310,7 @@ def common_seed(seed: int | None, draw: Any) -> int:
         )
     torch = loaded("torch")
     assert torch is not None
-    box = [int(draw()) if group[0] == 0 else None]
+    # every rank draws (so the global generators stay in step across ranks), rank 0's wins
+    box = [int(draw())]
     torch.distributed.broadcast_object_list(box, src=0)
     return int(box[0])  # type: ignore[arg-type]

@@ -13,9 +13,66 @@ from typing import Any
 import numpy as np
 
 from . import rng
-from .errors import ChuteValueError
+from .errors import ChuteValueError, CollateError
 
-__all__ = ["MapFetcher", "IterableFetcher"]
+__all__ = ["FailedBatch", "MapFetcher", "IterableFetcher", "Keyed", "fetch_or_fail", "keyed"]
+
+
+class Keyed:
+    """A sampler's key that is not an integer (a list for bulk loading, a string), with its
+    position in the epoch, which keys its random stream (``batch_size=None`` only): the key
+    itself reaches ``__getitem__`` unchanged.
+
+    Example:
+        >>> Keyed(3, ["a", "b"])
+        ['a', 'b']
+    """
+
+    __slots__ = ("index", "position")
+
+    def __init__(self, position: int, index: Any) -> None:
+        self.position = position
+        self.index = index
+
+    def __repr__(self) -> str:  # error messages name the key, as the user's sampler gave it
+        return repr(self.index)
+
+    def __getstate__(self) -> tuple[int, Any]:
+        return self.position, self.index
+
+    def __setstate__(self, state: tuple[int, Any]) -> None:
+        self.position, self.index = state
+
+
+def keyed(indices: Iterator[Any], start: int) -> Iterator[Any]:
+    """The keys of an epoch without auto-batching, from position ``start`` on: integers as
+    they are (keyed by their value, as in a batch), anything else as :class:`Keyed`."""
+    for position, index in enumerate(indices, start):
+        yield index if isinstance(index, (int, np.integer)) else Keyed(position, index)
+
+
+class FailedBatch:
+    """A batch whose fetch raised: the loader raises ``exception`` when this batch is due, and
+    the epoch goes on with the next batch (as in PyTorch).
+
+    Example:
+        >>> failed = fetch_or_fail(lambda index, epoch: 1 / 0, [0], 0)
+        >>> type(failed.exception).__name__
+        'ZeroDivisionError'
+    """
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: Exception) -> None:
+        self.exception: Exception | None = exception
+
+
+def fetch_or_fail(fetcher: Callable[[Any, int], Any], index: Any, epoch: int) -> Any:
+    """``fetcher(index, epoch)``, or a :class:`FailedBatch` holding what it raised."""
+    try:
+        return fetcher(index, epoch)
+    except Exception as exc:
+        return FailedBatch(exc)
 
 
 class MapFetcher:
@@ -45,7 +102,12 @@ class MapFetcher:
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
         with rng.epoch_scope(self.seed, epoch):
             if not self.auto_collation:
-                with rng.sample_key(index):  # type: ignore[arg-type]
+                key: Any = index
+                if isinstance(key, Keyed):
+                    key, index = key.position, key.index
+                elif not isinstance(index, (int, np.integer)):  # no position known: unkeyed
+                    return self.collate_fn(self.dataset[index])
+                with rng.sample_key(key):
                     return self.collate_fn(self.dataset[index])
             # an int64 array only reaches here for datasets with accepts_index_arrays
             indices = index if isinstance(index, np.ndarray) else list(index)  # type: ignore[arg-type]
@@ -59,10 +121,25 @@ class MapFetcher:
                     )
             else:
                 data = []
-                for i in indices:
+                for k, i in enumerate(indices):
                     with rng.sample_key(i):
-                        data.append(self.dataset[i])
-            return self.collate_fn(data)
+                        try:
+                            data.append(self.dataset[i])
+                        except Exception as exc:
+                            exc.add_note(
+                                f"while fetching dataset index {int(i)} (sample {k} of the "
+                                f"batch of dataset indices {_shown(indices)}, epoch {epoch})"
+                            )
+                            raise
+            try:
+                return self.collate_fn(data)
+            except Exception as exc:
+                where = f"the samples of this batch are dataset indices {_shown(indices)}"
+                if isinstance(exc, CollateError) and len(exc.args) == 1:  # ours: in the message
+                    exc.args = (f"{exc.args[0]} ({where}, in that order)",)
+                else:
+                    exc.add_note(f"while collating a batch: {where}")
+                raise
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -146,6 +223,12 @@ class IterableFetcher:
 
 
 _END = object()
+
+
+def _shown(indices: Any, most: int = 16) -> str:
+    """``[5, 6, 7]``, or the first ``most`` indices and how many there are."""
+    head = [int(i) for i in indices[:most]]
+    return str(head) if len(indices) <= most else f"{str(head)[:-1]}, ...] ({len(indices)} in all)"
 
 
 def _shard_position(ranks: tuple[int, int]) -> tuple[int, int]:

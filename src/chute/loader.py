@@ -6,7 +6,11 @@ NOTE [ Loader state and exact resume ] in ``state.py``.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
+import os
 import reprlib
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -17,7 +21,7 @@ from .device import FORMATS, OutputStage
 from .distributed import common_seed, loader_ranks
 from .elastic import global_state, redeal_state, stream_epoch, world_layout
 from .errors import ChuteTypeError, ChuteValueError
-from .fetch import IterableFetcher, MapFetcher
+from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail, keyed
 from .sampler import (
     BatchSampler,
     DistributedSampler,
@@ -138,6 +142,12 @@ class DataLoader(Generic[T]):
             raise ChuteValueError(
                 f"prefetch_factor option should be non-negative, got {prefetch_factor!r}"
             )
+        elif prefetch_factor == 0:  # torch refuses it when the workers start
+            raise ChuteValueError(
+                f"prefetch_factor must be greater than 0 with num_workers={num_workers}: it is "
+                f"the number of batches each worker loads in advance (got prefetch_factor=0); "
+                f"use 1 or more, or leave it at None for the default 2"
+            )
         if persistent_workers and num_workers == 0:
             raise ChuteValueError(
                 f"persistent_workers option needs num_workers > 0 (got "
@@ -148,6 +158,11 @@ class DataLoader(Generic[T]):
                 f"multiprocessing_context can only be used with multi-process loading "
                 f"(num_workers > 0), but got num_workers={num_workers}"
             )
+        if multiprocessing_context is not None:
+            _check_context(multiprocessing_context)
+        if num_workers > 0:
+            _warn_if_too_many_workers(num_workers, worker_type)
+        _refuse_one_shot_iterator(dataset)
         if format not in FORMATS:
             raise ChuteValueError(f"format must be one of {FORMATS}, got format={format!r}")
         if worker_type not in WORKER_TYPES:
@@ -335,7 +350,8 @@ class DataLoader(Generic[T]):
 
     def _tasks(self, skip: int) -> Iterator[Any]:
         as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
-        return epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
+        tasks = epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
+        return tasks if self._auto_collation else keyed(tasks, skip)
 
     def _main_first(self) -> bool:
         if self.main_first_batch is not None:
@@ -438,6 +454,77 @@ class DataLoader(Generic[T]):
         )
 
 
+def _check_context(context: Any) -> None:
+    """Refuse a ``multiprocessing_context`` as torch's constructor does (and in its words)."""
+    if isinstance(context, str):
+        methods = multiprocessing.get_all_start_methods()
+        if context not in methods:
+            raise ChuteValueError(
+                f"multiprocessing_context option should specify a valid start method in "
+                f"{methods!r}, but got multiprocessing_context={context!r}"
+            )
+    elif not isinstance(context, multiprocessing.context.BaseContext):
+        raise ChuteTypeError(
+            f"multiprocessing_context option should be a valid context object or a string "
+            f"specifying the start method, but got multiprocessing_context={context!r}"
+        )
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+_TOO_MANY = 2  # warn above this many workers per usable CPU
+
+
+def _warn_if_too_many_workers(num_workers: int, worker_type: str) -> None:
+    cpus = _usable_cpus()
+    if num_workers > _TOO_MANY * cpus:
+        kind = "worker threads" if worker_type == "thread" else "worker processes"
+        warnings.warn(
+            f"This DataLoader will create {num_workers} {kind} in total. Our suggested max "
+            f"number of worker in current system is {cpus} (the CPUs this process may run on), "
+            f"which is smaller than what this DataLoader is going to create. Please be aware "
+            f"that excessive worker creation might get DataLoader running slow or even freeze, "
+            f"lower the worker number to avoid potential slowness/freeze if necessary "
+            f"(try num_workers={cpus})",
+            stacklevel=3,
+        )
+
+
+def _warn_longer_than_reported(loader: DataLoader[Any], reported: int) -> None:
+    """torch's guard against every worker yielding the whole iterable dataset."""
+    msg = (
+        f"Length of IterableDataset {type(loader.dataset).__name__} was reported to be "
+        f"{reported} (len(dataloader), in batches), but {reported + 1} batches have been "
+        f"fetched."
+    )
+    if loader.num_workers > 0:
+        msg += (
+            f" For multiprocessing data-loading, this could be caused by not properly "
+            f"configuring the IterableDataset replica at each worker: each of the "
+            f"{loader.num_workers} workers iterates its own copy, so give each its share with "
+            f"chute.get_worker_info() (docs/workers.md)."
+        )
+    warnings.warn(msg, stacklevel=3)
+
+
+def _refuse_one_shot_iterator(dataset: Any) -> None:
+    """A generator or an open file can be iterated once: a second epoch would be empty and
+    every worker would share (or copy) its position."""
+    if hasattr(dataset, "__next__") and iter(dataset) is dataset:
+        raise ChuteTypeError(
+            f"DataLoader: the dataset is a one-shot iterator ({type(dataset).__name__}: it has "
+            f"__next__ and iter() returns itself), so a second epoch would be empty and workers "
+            f"would repeat or lose its items; pass a dataset that makes a new iterator in each "
+            f"__iter__, e.g. an IterableDataset whose __iter__ opens the file or calls the "
+            f"generator function, or list(...) of it if it is small"
+        )
+
+
 class _Progress:
     """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
 
@@ -461,16 +548,16 @@ def _batches(
             yield from fetcher.batches(epoch, skip)
         else:
             assert tasks is not None
-            for task in tasks:
-                yield fetcher(task, epoch)
+            for task in tasks:  # a failed batch does not end the epoch (see _LoaderIter)
+                yield fetch_or_fail(fetcher, task, epoch)
         return
     pool = loader._worker_pool()
     pools.append(pool)
     if isinstance(fetcher, IterableFetcher):
-        yield from pool.iterable_epoch(epoch, skip)
+        yield from pool.iterable_epoch(epoch, skip, keep_going=True)
     else:
         assert tasks is not None
-        yield from pool.map_epoch(epoch, tasks)
+        yield from pool.map_epoch(epoch, tasks, keep_going=True)
 
 
 class _LoaderIter:
@@ -488,6 +575,9 @@ class _LoaderIter:
         # the random streams are keyed by `streams`: the sampler's epoch where set_epoch is
         # used (elastic.stream_epoch), else the loader's
         self._it = _batches(loader, streams, skip, tasks, self._pools)
+        self._reported: int | None = None  # len(loader) of an iterable dataset with __len__
+        if loader._iterable and hasattr(loader.dataset, "__len__"):
+            self._reported = len(loader)
 
     @property
     def epoch(self) -> int:
@@ -506,10 +596,22 @@ class _LoaderIter:
         except StopIteration:
             self._finish()
             raise
-        except BaseException:
+        except BaseException:  # the workers broke (died, hung, interrupted): the epoch is over
             self.close()
             raise
-        self.progress.yielded += 1
+        self.progress.yielded += 1  # a failed batch is used up too: resuming skips it
+        if self._reported is not None and self.progress.yielded == self._reported + 1:
+            _warn_longer_than_reported(self.loader, self._reported)
+        if isinstance(batch, FailedBatch):  # raised; the next next() goes on, as in torch
+            exc, batch.exception = batch.exception, None
+            # the traceback keeps this frame: let it hold neither the iterator nor the batch,
+            # so a dropped iterator still stops its workers at once while the error lives on
+            del self, batch
+            assert exc is not None
+            try:
+                raise exc
+            finally:
+                del exc
         return self.loader._output(batch)
 
     def __len__(self) -> int:
