@@ -430,8 +430,10 @@ class DistributedSampler(_EpochSampler):
         """Restore a state from :meth:`state_dict` (a state without a cursor starts at 0)."""
         cursor = state.get("cursor", 0)
         n = len(self.dataset)
-        if not isinstance(cursor, (int, np.integer)) or isinstance(cursor, bool) or not (
-            0 <= cursor <= n
+        if (
+            not isinstance(cursor, (int, np.integer))
+            or isinstance(cursor, bool)
+            or not (0 <= cursor <= n)
         ):
             raise ChuteValueError(
                 f"DistributedSampler.load_state_dict: cursor must be an int in [0, {n}] (the "
