@@ -20,11 +20,11 @@ Torchrun = Callable[..., Any]
 
 @pytest.fixture
 def torchrun(tmp_path: Path) -> Iterator[Torchrun]:
-    """``torchrun(nproc, plan, script=RANK_SCRIPT, timeout=90)`` -> what rank 0 wrote."""
+    """``torchrun(nproc, plan, script=RANK_SCRIPT, timeout=150)`` -> what rank 0 wrote."""
     pytest.importorskip("torch.distributed")
     count = [0]
 
-    def run(nproc: int, plan: dict[str, Any], script: Path = RANK_SCRIPT, timeout: float = 90):
+    def run(nproc: int, plan: dict[str, Any], script: Path = RANK_SCRIPT, timeout: float = 150):
         count[0] += 1
         out = tmp_path / f"result{count[0]}.json"
         plan_file = tmp_path / f"plan{count[0]}.json"

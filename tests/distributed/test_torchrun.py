@@ -38,7 +38,7 @@ def check_epoch(per_rank: list[list[list[int]]], n: int, world: int, batch: int,
     assert all(len(b) == batch for batches in per_rank for b in batches[:-1])
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("world", [2, 3])
 def test_ranks_share_one_epoch(torchrun: Any, world: int) -> None:
     plan = {
@@ -68,7 +68,7 @@ def test_ranks_share_one_epoch(torchrun: Any, world: int) -> None:
         check_epoch(per_rank, 23, world, 3, drop=True)
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(500)
 def test_elastic_resume_across_launches(torchrun: Any, tmp_path: Path) -> None:
     """Save mid-epoch at 3 ranks, resume at 2 (and save again), resume at 3."""
     n, base = 100, {"n": 100, "batch_size": 4, "drop_last": False, "shuffle": True, "seed": 7}
