@@ -78,6 +78,10 @@ def fetch_or_fail(fetcher: Callable[[Any, int], Any], index: Any, epoch: int) ->
 class MapFetcher:
     """Fetch a map-style batch: ``__getitems__`` when the dataset has it, else one call per index.
 
+    ``ranks`` (``(rank, world_size)``, set by a distributed loader) is what the workers'
+    ``WorkerInfo`` reports; the samples' random streams are keyed by dataset index alone, so
+    a sample draws the same at any world size.
+
     Args:
         dataset: a map-style dataset.
         collate_fn: applied to the list of samples (or to one sample when not auto-collating).
@@ -92,6 +96,7 @@ class MapFetcher:
         self.collate_fn = collate_fn
         self.auto_collation = auto_collation
         self.seed = seed
+        self.ranks = (0, 1)
         self._getitems = getattr(dataset, "__getitems__", None)
 
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
@@ -149,6 +154,9 @@ class MapFetcher:
 class IterableFetcher:
     """Iterate an iterable dataset and batch it (``batch_size=None``: one sample at a time).
 
+    ``ranks`` (``(rank, world_size)``, set by a distributed loader) keys the random streams
+    with the rank's shards, see :meth:`batches`.
+
     Args:
         dataset: an iterable dataset.
         collate_fn: applied to each list of ``batch_size`` samples (or to each sample).
@@ -170,6 +178,7 @@ class IterableFetcher:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.seed = seed
+        self.ranks = (0, 1)
 
     def batches(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
@@ -179,16 +188,18 @@ class IterableFetcher:
         next batch is pulled from the same iterator, as PyTorch does: a generator that raised
         is finished, so the epoch ends there; an iterator object may go on.
 
-        Each sample is pulled inside the random stream of its position in the loader's output
-        (with ``W`` workers taking turns batch by batch, worker ``w``'s local sample ``p`` is
-        output sample ``((p // b) * W + w) * b + p % b``), so ``rng.current()`` inside
-        ``__iter__`` is seeded and reproducible. The scopes are open only while samples are
+        Each sample is pulled inside the random stream of its position in the output of all
+        ranks together (with ``S`` shards, one per worker of every rank, taking turns batch
+        by batch, shard ``s``'s local sample ``p`` is output sample
+        ``((p // b) * S + s) * b + p % b``; shard ``s = rank * workers + worker``), so
+        ``rng.current()`` inside ``__iter__`` is seeded and reproducible, and no two ranks
+        or workers draw the same stream. The scopes are open only while samples are
         pulled and collated, never across a ``yield``: a generator shares its caller's context,
         so a scope held open while suspended would seed ``rng.current()`` in the user's code.
         """
         size = self.batch_size
         per = size or 1
-        worker, workers = _worker_position()
+        worker, workers = _shard_position(self.ranks)
         with rng.epoch_scope(self.seed, epoch):
             it = iter(self.dataset)
         made = 0
@@ -232,9 +243,10 @@ def _shown(indices: Any, most: int = 16) -> str:
     return str(head) if len(indices) <= most else f"{str(head)[:-1]}, ...] ({len(indices)} in all)"
 
 
-def _worker_position() -> tuple[int, int]:
-    """``(worker id, number of workers)`` of the worker running this code; ``(0, 1)`` outside."""
+def _shard_position(ranks: tuple[int, int]) -> tuple[int, int]:
+    """``(shard, number of shards)`` of the code running now: ``WorkerInfo.shard`` and
+    ``num_shards`` in a worker, the loader's ``(rank, world_size)`` outside workers."""
     from .workers.info import get_worker_info
 
     info = get_worker_info()
-    return (0, 1) if info is None else (info.id, info.num_workers)
+    return ranks if info is None else (info.shard, info.num_shards)

@@ -20,9 +20,18 @@ from ._checks import (
 from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
+from .distributed import common_seed, loader_ranks
+from .elastic import global_state, redeal_state, stream_epoch, world_layout
 from .errors import ChuteTypeError, ChuteValueError
 from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail, keyed
-from .sampler import BatchSampler, RandomSampler, SequentialSampler, epoch_batches, seed_from
+from .sampler import (
+    BatchSampler,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    epoch_batches,
+    seed_from,
+)
 from .state import (
     STATE_VERSION,
     check_layout,
@@ -67,6 +76,13 @@ class DataLoader(Generic[T]):
         seed: seeds the shuffle order and the per-sample random streams (fresh if None).
         format: None (what collate made), "numpy", "torch" or "jax".
         worker_type: "process" or "thread".
+        distributed: ``True`` shards the dataset over the ranks of a distributed run (found by
+            :func:`chute.distributed.discover`), ``(rank, world_size)`` gives them: the
+            loader makes a :class:`~chute.sampler.DistributedSampler` from one global order,
+            ``batch_size`` is per rank, every rank gets the same number of batches, and the
+            state resumes at any world size (``docs/distributed.md``). A missing ``seed`` is
+            rank 0's, broadcast over torch's process group. For an iterable dataset (which
+            shards itself), it gives the rank to ``get_worker_info()`` and the random streams.
         main_first_batch: fetch the first batch of an epoch that starts process workers in
             this process (see NOTE [ First batch in the main process ] in
             ``workers/pool.py``): the first batch arrives in about half the time. None (the
@@ -107,6 +123,7 @@ class DataLoader(Generic[T]):
         format: str | None = None,
         worker_type: str = "process",
         main_first_batch: bool | None = None,
+        distributed: bool | tuple[int, int] = False,
     ) -> None:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ChuteValueError(
@@ -194,12 +211,33 @@ class DataLoader(Generic[T]):
                 f"with drop_last (got drop_last={drop_last!r})"
             )
 
-        self.seed = seed_from(generator, seed)
+        ranks = None
+        if distributed is not False:
+            ranks = loader_ranks(distributed)
+            if sampler is not None or batch_sampler is not None:
+                raise ChuteValueError(
+                    f"distributed={distributed!r} makes the loader's own DistributedSampler, so "
+                    f"it is mutually exclusive with sampler and batch_sampler; pass either "
+                    f"distributed= or a chute.DistributedSampler as sampler="
+                )
+            given = seed if seed is not None or generator is None else seed_from(generator)
+            self.seed = common_seed(given, seed_from)
+        else:
+            self.seed = seed_from(generator, seed)
         self._own_sampler = sampler is None and not iterable
-        if sampler is None and not iterable:
+        if sampler is None and not iterable and ranks is not None:
+            sampler = DistributedSampler(
+                dataset, ranks.world_size, ranks.rank, shuffle, self.seed, drop_last
+            )
+        elif sampler is None and not iterable:
             sampler = (
                 RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
             )
+        if isinstance(sampler, DistributedSampler):
+            self._ranks = (sampler.rank, sampler.num_replicas)
+        else:
+            self._ranks = (0, 1) if ranks is None else (ranks.rank, ranks.world_size)
+        self.distributed = distributed
         if batch_size is not None and batch_sampler is None and not iterable:
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         elif batch_size is not None and iterable:
@@ -267,6 +305,7 @@ class DataLoader(Generic[T]):
             self.drop_last,
             self._iterable,
             self.num_workers,
+            world_layout(self._index_sampler, self._ranks[1]),
         )
 
     def __len__(self) -> int:
@@ -295,16 +334,21 @@ class DataLoader(Generic[T]):
         live = self._live
         if live is not None and self._pool is not None:
             live.close()  # persistent workers serve one epoch at a time, as in PyTorch
-        it = _LoaderIter(self, epoch, skip, sampler_state)
+        streams = stream_epoch(self._index_sampler, epoch)
+        it = _LoaderIter(self, epoch, skip, sampler_state, streams)
         self._live_ref = weakref.ref(it)
         return it
 
     def _fetcher(self) -> MapFetcher | IterableFetcher:
+        fetcher: MapFetcher | IterableFetcher
         if self._iterable:
-            return IterableFetcher(
+            fetcher = IterableFetcher(
                 self.dataset, self.collate_fn, self.batch_size, self.drop_last, self.seed
             )
-        return MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
+        else:
+            fetcher = MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
+        fetcher.ranks = self._ranks
+        return fetcher
 
     def _tasks(self, skip: int) -> Iterator[Any]:
         as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
@@ -355,6 +399,7 @@ class DataLoader(Generic[T]):
         else:  # what the next iter() starts (NOTE [ Loader state and exact resume ])
             epoch, batches = self._next_epoch, self._resume_batches
             sampler = index_source_state(self._index_sampler)
+        sampler, batches = global_state(self._index_sampler, sampler, batches)
         return {
             "version": STATE_VERSION,
             "seed": self.seed,
@@ -380,13 +425,14 @@ class DataLoader(Generic[T]):
         sampler, workers of an iterable dataset), naming what differs.
         """
         check_state(state)
-        check_layout(state["layout"], self._layout())
+        sampler_state, batches, elastic = redeal_state(self._index_sampler, state)
+        check_layout(state["layout"], self._layout(), may_differ=elastic)
         self.close()  # persistent workers hold a fetcher with the old seed
         self._live_ref = None
         object.__setattr__(self, "seed", int(state["seed"]))
-        restore_index_source(self._index_sampler, state["sampler"])
+        restore_index_source(self._index_sampler, sampler_state)
         self._next_epoch = int(state["epoch"])
-        self._resume_batches = int(state["batches"])
+        self._resume_batches = batches
 
     def close(self) -> None:
         """Stop the workers (persistent ones included) and free their shared memory."""
@@ -448,14 +494,18 @@ def _batches(
 class _LoaderIter:
     """One epoch of a DataLoader; counts what it hands out so the loader can save its state."""
 
-    def __init__(self, loader: DataLoader[Any], epoch: int, skip: int, sampler_state: Any) -> None:
+    def __init__(
+        self, loader: DataLoader[Any], epoch: int, skip: int, sampler_state: Any, streams: int
+    ) -> None:
         self.loader = loader
         self.progress = _Progress(epoch, skip, sampler_state)
         self._pools: list[Any] = []
         # the epoch's order is drawn now, so iterators made one after the other each get
         # their own epoch even when the first one has not started yet
         tasks = None if loader._iterable else loader._tasks(skip)
-        self._it = _batches(loader, epoch, skip, tasks, self._pools)
+        # the random streams are keyed by `streams`: the sampler's epoch where set_epoch is
+        # used (elastic.stream_epoch), else the loader's
+        self._it = _batches(loader, streams, skip, tasks, self._pools)
         self._reported: int | None = None  # len(loader) of an iterable dataset with __len__
         if loader._iterable and hasattr(loader.dataset, "__len__"):
             self._reported = len(loader)

@@ -155,6 +155,7 @@ def layout(
     drop_last: bool,
     iterable: bool,
     num_workers: int,
+    world: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of what a loader's ``"batches"`` count means (NOTE [ Loader state ... ]).
 
@@ -179,6 +180,7 @@ def layout(
         "shuffle": None if iterable else _shuffles(index_source),
         "iterable_workers": max(num_workers, 1) if iterable else None,
         "world_size": 1,
+        **(world or {}),  # a distributed loader's fields (elastic.world_layout)
     }
 
 
@@ -190,6 +192,7 @@ _WHY = {
     "shuffle": "shuffling",
     "iterable_workers": "the number of workers of an iterable dataset (each iterates its own copy)",
     "world_size": "the world size",
+    "distributed_drop_last": "the DistributedSampler's drop_last",
 }
 
 
