@@ -6,4 +6,10 @@ used and names the ``formats`` extra when they are missing.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .arrow import ArrowDataset
+from .parquet import ParquetDataset
+
+__all__ = [
+    "ArrowDataset",
+    "ParquetDataset",
+]

@@ -1,0 +1,128 @@
+"""The map-style row dataset that Parquet and Arrow readers specialise.
+
+A subclass says where its chunks start (``_starts``), which file each chunk is in
+(``_chunk_file``) and how to read one chunk (``_read_chunk``); this class does the rest:
+index checks, the column-wise gather (NOTE [ Column-wise gather ] in ``_table.py``), image
+decoding, transforms, and the errors that name the file, row and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import rng
+from ..dataset import Dataset
+from ..errors import ChuteValueError, ImageDecodeError
+from ..stacked import StackedSamples
+from ._table import check_indices, column_to_numpy, gather_rows
+
+__all__ = ["RowDataset", "decode_columns"]
+
+
+def decode_columns(
+    decode: str | Sequence[str] | None, columns: Sequence[str], what: str
+) -> list[str]:
+    """The ``decode=`` argument as a list of column names, each checked to be read."""
+    if decode is None:
+        return []
+    names = [decode] if isinstance(decode, str) else list(decode)
+    for name in names:
+        if name not in columns:
+            raise ChuteValueError(
+                f"{what}: decode={name!r} names a column that is not read "
+                f"(columns: {', '.join(columns)})"
+            )
+    return names
+
+
+def _image_bytes(value: Any) -> Any:
+    """Encoded image bytes from a bytes value or a Hugging Face Image struct ``{bytes, path}``."""
+    if isinstance(value, dict):
+        return value.get("bytes")
+    return value
+
+
+class RowDataset(Dataset[dict[str, Any]]):
+    """Rows of chunked table files as dicts ``{column: value}`` (see the subclasses)."""
+
+    accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
+
+    files: list[str]
+    columns: list[str]
+    transform: Callable[[dict[str, Any]], Any] | None
+    decode: list[str]
+    image_mode: str
+    _starts: np.ndarray  # first row of each chunk, then the total
+    _chunk_file: np.ndarray  # the file index of each chunk
+    _file_starts: np.ndarray  # first row of each file, then the total
+
+    def _read_chunk(self, chunk: int) -> Any:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _where(self, row: int) -> str:
+        f = int(np.searchsorted(self._file_starts, row, side="right") - 1)
+        return f"{self.files[f]!r}, row {row - int(self._file_starts[f])} of that file"
+
+    def _columns(self, idx: np.ndarray) -> dict[str, Any]:
+        table = gather_rows(self._starts, idx, self._read_chunk)
+        out: dict[str, Any] = {}
+        for name in self.columns:
+            values = column_to_numpy(table.column(name))
+            if name in self.decode:
+                values = self._decode(name, values, idx)
+            out[name] = values
+        return out
+
+    def _decode(self, name: str, values: np.ndarray, idx: np.ndarray) -> Any:
+        from ..vision.io import decode_image
+
+        images = []
+        for k, value in enumerate(values):
+            data = _image_bytes(value)
+            if data is None:
+                raise ImageDecodeError(
+                    f"{type(self).__name__}: column {name!r} of row {int(idx[k])} holds no "
+                    f"image bytes ({self._where(int(idx[k]))})"
+                )
+            try:
+                chw = decode_image(np.frombuffer(data, np.uint8), self.image_mode)
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(
+                    f"{type(self).__name__}: cannot decode the image in column {name!r} of "
+                    f"row {int(idx[k])} ({self._where(int(idx[k]))}): {exc}"
+                ) from exc
+            images.append(np.ascontiguousarray(chw.transpose(1, 2, 0)))
+        if images and all(im.shape == images[0].shape for im in images):
+            return np.stack(images)
+        out = np.empty(len(images), dtype=object)
+        for k, im in enumerate(images):
+            out[k] = im
+        return out
+
+    def __getitem__(self, index: int) -> Any:
+        idx = check_indices([index], len(self), type(self).__name__)
+        cols = self._columns(idx)
+        sample = {name: values[0] for name, values in cols.items()}
+        return self.transform(sample) if self.transform is not None else sample
+
+    def __getitems__(self, indices: Sequence[int]) -> Any:
+        idx = check_indices(indices, len(self), type(self).__name__)
+        cols = self._columns(idx)
+        n = len(idx)
+        ragged = any(v.dtype == object and name in self.decode for name, v in cols.items())
+        if self.transform is None and not ragged:
+            return StackedSamples(cols, n)
+        samples = []
+        for k in range(n):
+            sample = {name: values[k] for name, values in cols.items()}
+            if self.transform is not None:
+                with rng.sample_key(int(indices[k])):
+                    sample = self.transform(sample)
+            samples.append(sample)
+        return samples
