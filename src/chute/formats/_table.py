@@ -172,22 +172,24 @@ def gather_rows(
     gather ]).
     """
     pa = arrow("reading tables")
+    if not len(idx):
+        if len(starts) < 2:
+            raise ChuteValueError("cannot gather rows from a table without any row group")
+        empty = read_chunk(0).slice(0, 0)
+        return empty if isinstance(empty, pa.Table) else pa.Table.from_batches([empty])
     chunk_of = np.searchsorted(starts, idx, side="right") - 1
     order = np.argsort(chunk_of, kind="stable")
     sorted_chunks = chunk_of[order]
     cuts = np.flatnonzero(np.diff(sorted_chunks)) + 1
     pieces = []
-    for group in np.split(order, cuts) if len(order) else []:
+    for group in np.split(order, cuts):
         c = int(chunk_of[group[0]])
         piece = read_chunk(c).take(pa.array(idx[group] - starts[c]))
         if isinstance(piece, pa.RecordBatch):
             piece = pa.Table.from_batches([piece])
         pieces.append(piece)
-    if len(pieces) == 1:
-        table = pieces[0]
-    else:
-        table = pa.concat_tables(pieces)
-    if len(pieces) > 1 or (len(order) and not np.array_equal(order, np.arange(len(order)))):
+    table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+    if (np.diff(chunk_of) < 0).any():  # rows of several chunks, not in chunk order
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         table = table.take(pa.array(inverse))
