@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from .arrow import ArrowDataset
 from .parquet import ParquetDataset
+from .write import write_parquet
 
 __all__ = [
     "ArrowDataset",
     "ParquetDataset",
+    "write_parquet",
 ]

@@ -23,11 +23,24 @@ __all__ = ["RowDataset", "decode_columns"]
 
 
 def decode_columns(
-    decode: str | Sequence[str] | None, columns: Sequence[str], what: str
-) -> list[str]:
-    """The ``decode=`` argument as a list of column names, each checked to be read."""
+    decode: str | Sequence[str] | None,
+    columns: Sequence[str],
+    what: str,
+    schema_metadata: dict[bytes, bytes] | None,
+) -> dict[str, str | None]:
+    """The columns to decode as images, each with its layout (None: H x W x C).
+
+    ``decode="auto"`` takes the image columns that :func:`~chute.formats.write_parquet`
+    recorded in the file (decoded back into the layout they were written in); None decodes
+    nothing; a name or names decode those columns (checked to be read).
+    """
+    from .write import file_metadata
+
+    marked = file_metadata(schema_metadata).get("images", {})
     if decode is None:
-        return []
+        return {}
+    if decode == "auto":
+        return {c: marked[c] for c in columns if c in marked}
     names = [decode] if isinstance(decode, str) else list(decode)
     for name in names:
         if name not in columns:
@@ -35,7 +48,7 @@ def decode_columns(
                 f"{what}: decode={name!r} names a column that is not read "
                 f"(columns: {', '.join(columns)})"
             )
-    return names
+    return {name: marked.get(name) for name in names}
 
 
 def _image_bytes(value: Any) -> Any:
@@ -53,7 +66,7 @@ class RowDataset(Dataset[dict[str, Any]]):
     files: list[str]
     columns: list[str]
     transform: Callable[[dict[str, Any]], Any] | None
-    decode: list[str]
+    decode: dict[str, str | None]  # column -> layout ("HW", "HWC", "CHW"; None: HWC)
     image_mode: str
     _starts: np.ndarray  # first row of each chunk, then the total
     _chunk_file: np.ndarray  # the file index of each chunk
@@ -90,14 +103,21 @@ class RowDataset(Dataset[dict[str, Any]]):
                     f"{type(self).__name__}: column {name!r} of row {int(idx[k])} holds no "
                     f"image bytes ({self._where(int(idx[k]))})"
                 )
+            layout = self.decode[name]
+            mode = "UNCHANGED" if layout is not None else self.image_mode
             try:
-                chw = decode_image(np.frombuffer(data, np.uint8), self.image_mode)
+                chw = decode_image(np.frombuffer(data, np.uint8), mode)
             except ImageDecodeError as exc:
                 raise ImageDecodeError(
                     f"{type(self).__name__}: cannot decode the image in column {name!r} of "
                     f"row {int(idx[k])} ({self._where(int(idx[k]))}): {exc}"
                 ) from exc
-            images.append(np.ascontiguousarray(chw.transpose(1, 2, 0)))
+            if layout == "CHW":
+                images.append(chw)
+            elif layout == "HW":
+                images.append(chw[0])
+            else:
+                images.append(np.ascontiguousarray(chw.transpose(1, 2, 0)))
         if images and all(im.shape == images[0].shape for im in images):
             return np.stack(images)
         out = np.empty(len(images), dtype=object)

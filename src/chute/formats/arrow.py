@@ -90,7 +90,8 @@ class ArrowDataset(RowDataset):
             or a list of these; fsspec URLs are read into memory.
         columns: the columns to read (default: all columns of the first file).
         transform: a callable on each sample dict (then ``__getitems__`` returns a list).
-        decode: column name(s) of encoded images, decoded into H x W x C uint8 arrays.
+        decode: column name(s) of encoded images, decoded into H x W x C uint8 arrays
+            (``"auto"``, None: as in :class:`ParquetDataset`).
         image_mode: the :class:`~chute.vision.io.ImageReadMode` for ``decode`` (default RGB).
         storage_options: passed to fsspec for URLs.
 
@@ -118,7 +119,7 @@ class ArrowDataset(RowDataset):
         columns: Sequence[str] | None = None,
         *,
         transform: Callable[[dict[str, Any]], Any] | None = None,
-        decode: str | Sequence[str] | None = None,
+        decode: str | Sequence[str] | None = "auto",
         image_mode: str = "RGB",
         storage_options: dict[str, Any] | None = None,
     ) -> None:
@@ -157,10 +158,11 @@ class ArrowDataset(RowDataset):
             chunk_file.extend([f] * len(batches))
             file_rows.append(sum(b.num_rows for b in batches))
         self.columns = names or []
-        self.decode = decode_columns(decode, self.columns, _WHAT)
+        self._flat: list[Any] = [b for batches in self._batches for b in batches]
+        first = self._flat[0].schema.metadata if self._flat else None
+        self.decode = decode_columns(decode, self.columns, _WHAT, first)
         self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
         self._chunk_file = np.asarray(chunk_file, dtype=np.int32)
-        self._flat: list[Any] = [b for batches in self._batches for b in batches]
         self._file_starts = np.concatenate([[0], np.cumsum(file_rows, dtype=np.int64)])
 
     def _read_chunk(self, chunk: int) -> Any:

@@ -45,8 +45,11 @@ class ParquetDataset(RowDataset):
         transform: a callable on each sample dict (then ``__getitems__`` returns a list).
         decode: a column name (or names) holding encoded images (bytes, or the Hugging Face
             ``{"bytes", "path"}`` struct); they are decoded with :mod:`chute.vision.io` into
-            H x W x C uint8 arrays.
-        image_mode: the :class:`~chute.vision.io.ImageReadMode` for ``decode`` (default RGB).
+            H x W x C uint8 arrays. ``"auto"`` (default) decodes the image columns of files
+            written by :func:`~chute.formats.write_parquet`, into the layout they were
+            written in; None decodes nothing.
+        image_mode: the :class:`~chute.vision.io.ImageReadMode` for columns named in
+            ``decode`` (default RGB; ``"auto"`` columns keep their channels).
         cache_bytes: the size of the per-process cache of decoded row groups.
 
     Raises:
@@ -72,7 +75,7 @@ class ParquetDataset(RowDataset):
         storage_options: dict[str, Any] | None = None,
         *,
         transform: Callable[[dict[str, Any]], Any] | None = None,
-        decode: str | Sequence[str] | None = None,
+        decode: str | Sequence[str] | None = "auto",
         image_mode: str = "RGB",
         cache_bytes: int = 256 * 2**20,
     ) -> None:
@@ -104,7 +107,8 @@ class ParquetDataset(RowDataset):
                 chunk_file.append(f)
             file_rows.append(meta.num_rows)
         self.columns = names or []
-        self.decode = decode_columns(decode, self.columns, _WHAT)
+        schema_meta = self._metadata[0].schema.to_arrow_schema().metadata if self.files else None
+        self.decode = decode_columns(decode, self.columns, _WHAT, schema_meta)
         self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
         self._chunk_file = np.asarray(chunk_file, dtype=np.int32)
         # row group g of the dataset is row group _chunk_local[g] of its file
