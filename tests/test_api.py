@@ -11,6 +11,7 @@ import chute
 EXPECTED_ALL = [
     "__version__",
     "errors",
+    "formats",
     "rng",
     "ChuteError",
     "Dataset",
@@ -20,6 +21,7 @@ EXPECTED_ALL = [
     "ChainDataset",
     "Subset",
     "StackDataset",
+    "MixDataset",
     "random_split",
     "StackedSamples",
     "Sampler",
@@ -60,7 +62,16 @@ def test_version_is_pep440_like() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+([ab]|rc|\.dev|\.post)?\d*", chute.__version__)
 
 
-CHUTE_ONLY = {"__version__", "errors", "rng", "ChuteError", "StackedSamples", "WorkerInfo"}
+CHUTE_ONLY = {
+    "__version__",
+    "errors",
+    "formats",
+    "rng",
+    "ChuteError",
+    "StackedSamples",
+    "MixDataset",
+    "WorkerInfo",
+}
 
 
 @pytest.mark.parametrize("name", [n for n in EXPECTED_ALL if n not in CHUTE_ONLY])

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from . import errors, rng
+from . import errors, formats, rng
 from .collate import default_collate, default_convert
 from .dataset import (
     ChainDataset,
@@ -25,6 +25,7 @@ from .dataset import (
 )
 from .errors import ChuteError
 from .loader import DataLoader
+from .mix import MixDataset
 from .sampler import (
     BatchSampler,
     DistributedSampler,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "errors",
+    "formats",
     "rng",
     "ChuteError",
     "Dataset",
@@ -51,6 +53,7 @@ __all__ = [
     "ChainDataset",
     "Subset",
     "StackDataset",
+    "MixDataset",
     "random_split",
     "StackedSamples",
     "Sampler",
