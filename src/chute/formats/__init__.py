@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .arrow import ArrowDataset
 from .parquet import ParquetDataset
-from .write import write_parquet
+from .parquet_writer import write_parquet
 
 __all__ = [
     "ArrowDataset",

@@ -34,7 +34,7 @@ def decode_columns(
     recorded in the file (decoded back into the layout they were written in); None decodes
     nothing; a name or names decode those columns (checked to be read).
     """
-    from .write import file_metadata
+    from .parquet_writer import file_metadata
 
     marked = file_metadata(schema_metadata).get("images", {})
     if decode is None:
