@@ -302,3 +302,17 @@ def test_remote_parquet_through_fsspec(parquet_dir: Path) -> None:
         FileNotFoundError, match=r"^ParquetDataset: no such file: 'memory://nope.parquet'$"
     ):
         ParquetDataset("memory://nope.parquet")
+
+
+def test_nulls_in_one_row_group_only(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table({"v": pa.array([1, 2, 3], pa.int64()), "s": ["a", "b", "c"]}),
+        tmp_path / "0.parquet",
+    )
+    pq.write_table(
+        pa.table({"v": pa.array([None, 5], pa.int64()), "s": ["d", None]}), tmp_path / "1.parquet"
+    )
+    ds = ParquetDataset(tmp_path)
+    batch = ds.__getitems__([4, 0, 3])
+    assert batch.data["v"].tolist() == [5, 1, None] and batch.data["s"].tolist() == [None, "a", "d"]
+    assert ds.__getitems__([2, 1]).data["v"].dtype == np.int64  # no nulls touched: numbers

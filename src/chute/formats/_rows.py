@@ -17,7 +17,7 @@ from .. import rng
 from ..dataset import Dataset
 from ..errors import ChuteValueError, ImageDecodeError
 from ..stacked import StackedSamples
-from ._table import check_indices, column_to_numpy, gather_rows
+from ._table import BytesView, check_indices, gather_columns, numpy_view
 
 __all__ = ["RowDataset", "decode_columns"]
 
@@ -71,6 +71,7 @@ class RowDataset(Dataset[dict[str, Any]]):
     _starts: np.ndarray  # first row of each chunk, then the total
     _chunk_file: np.ndarray  # the file index of each chunk
     _file_starts: np.ndarray  # first row of each file, then the total
+    _views: dict[int, dict[str, np.ndarray | BytesView | None]]  # chunk -> column -> NumPy view
 
     def _read_chunk(self, chunk: int) -> Any:
         raise NotImplementedError
@@ -82,14 +83,21 @@ class RowDataset(Dataset[dict[str, Any]]):
         f = int(np.searchsorted(self._file_starts, row, side="right") - 1)
         return f"{self.files[f]!r}, row {row - int(self._file_starts[f])} of that file"
 
+    def _chunk_views(self, chunk: int) -> dict[str, np.ndarray | BytesView | None]:
+        """NumPy views of the fixed-width columns of a chunk (cached while the chunk is)."""
+        table = self._read_chunk(chunk)  # may reset or evict cached chunks and their views
+        views = self._views.get(chunk)
+        if views is None:
+            views = {
+                n: None if n in self.decode else numpy_view(table.column(n)) for n in self.columns
+            }
+            self._views[chunk] = views
+        return views
+
     def _columns(self, idx: np.ndarray) -> dict[str, Any]:
-        table = gather_rows(self._starts, idx, self._read_chunk)
-        out: dict[str, Any] = {}
-        for name in self.columns:
-            values = column_to_numpy(table.column(name))
-            if name in self.decode:
-                values = self._decode(name, values, idx)
-            out[name] = values
+        out = gather_columns(self._starts, idx, self.columns, self._read_chunk, self._chunk_views)
+        for name in self.decode:
+            out[name] = self._decode(name, out[name], idx)
         return out
 
     def _decode(self, name: str, values: np.ndarray, idx: np.ndarray) -> Any:

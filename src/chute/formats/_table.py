@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob as globlib
 import importlib
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +36,9 @@ __all__ = [
     "is_url",
     "check_indices",
     "gather_rows",
+    "gather_columns",
+    "numpy_view",
+    "BytesView",
     "column_to_numpy",
     "missing_column_error",
 ]
@@ -160,6 +164,31 @@ def missing_column_error(what: str, file: str, missing: Sequence[str], have: Seq
     )
 
 
+class _Plan:
+    """A batch of rows grouped by chunk: chunk ids, local rows per chunk, the way back."""
+
+    def __init__(self, starts: np.ndarray, idx: np.ndarray) -> None:
+        chunk_of = np.searchsorted(starts, idx, side="right") - 1
+        order = np.argsort(chunk_of, kind="stable")
+        by_chunk = chunk_of[order]
+        local = idx[order] - starts[by_chunk]
+        cuts = (np.flatnonzero(np.diff(by_chunk)) + 1).tolist()
+        edges = [0, *cuts, len(idx)]
+        self.chunks: list[int] = by_chunk[[0, *cuts]].tolist()
+        self.local = [local[a:b] for a, b in itertools.pairwise(edges)]
+        self.inverse: np.ndarray | None = None  # None: already in chunk order
+        if (np.diff(chunk_of) < 0).any():
+            self.inverse = np.empty_like(order)
+            self.inverse[order] = np.arange(len(order))
+
+
+def _assemble(pa: Any, pieces: list[Any], inverse: np.ndarray | None) -> Any:
+    """Pieces taken chunk by chunk (in chunk order), as one table in the batch's order."""
+    pieces = [pa.Table.from_batches([p]) if isinstance(p, pa.RecordBatch) else p for p in pieces]
+    table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+    return table if inverse is None else table.take(pa.array(inverse))
+
+
 def gather_rows(
     starts: np.ndarray,
     idx: np.ndarray,
@@ -177,23 +206,130 @@ def gather_rows(
             raise ChuteValueError("cannot gather rows from a table without any row group")
         empty = read_chunk(0).slice(0, 0)
         return empty if isinstance(empty, pa.Table) else pa.Table.from_batches([empty])
-    chunk_of = np.searchsorted(starts, idx, side="right") - 1
-    order = np.argsort(chunk_of, kind="stable")
-    sorted_chunks = chunk_of[order]
-    cuts = np.flatnonzero(np.diff(sorted_chunks)) + 1
+    plan = _Plan(starts, idx)
+    pieces = [read_chunk(c).take(pa.array(rows)) for c, rows in zip(plan.chunks, plan.local)]
+    return _assemble(pa, pieces, plan.inverse)
+
+
+class BytesView:
+    """A zero-copy view of a string or binary column of one chunk: offsets and data bytes."""
+
+    __slots__ = ("data", "offsets", "text")
+
+    def __init__(self, offsets: np.ndarray, data: np.ndarray, text: bool) -> None:
+        self.offsets = offsets
+        self.data = data
+        self.text = text
+
+    @property
+    def dtype(self) -> Any:
+        return np.dtype(object)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.offsets) - 1,)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), dtype=object)
+        o, data = self.offsets, self.data
+        for k, r in enumerate(rows.tolist()):
+            raw = data[o[r] : o[r + 1]].tobytes()
+            out[k] = raw.decode("utf-8") if self.text else raw
+        return out
+
+
+def _bytes_view(pa: Any, col: Any) -> BytesView | None:
+    t = col.type
+    text = pa.types.is_string(t) or pa.types.is_large_string(t)
+    if not (text or pa.types.is_binary(t) or pa.types.is_large_binary(t)) or col.null_count:
+        return None
+    wide = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+    _, off, data = col.buffers()
+    offsets = np.frombuffer(off, dtype=np.int64 if wide else np.int32)
+    offsets = offsets[col.offset : col.offset + len(col) + 1]
+    values = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return BytesView(offsets, values, text)
+
+
+def numpy_view(col: Any) -> np.ndarray | BytesView | None:
+    """A zero-copy view of a column of one chunk, or None if it has none.
+
+    Numbers without nulls, and (nested) fixed-size lists of them, are viewed as NumPy arrays
+    where they lie (in the memory map, for Arrow files); strings and bytes without nulls as a
+    :class:`BytesView`. A batch then gathers them with NumPy indexing.
+    """
+    pa = arrow("reading tables")
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks != 1:
+            return None
+        col = col.chunk(0)
+    shape: list[int] = []
+    while pa.types.is_fixed_size_list(col.type):
+        if col.null_count:
+            return None
+        shape.append(col.type.list_size)
+        col = col.flatten()
+    if not shape:
+        strings = _bytes_view(pa, col)
+        if strings is not None:
+            return strings
+    t = col.type
+    if col.null_count or not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return None
+    try:
+        values = col.to_numpy(zero_copy_only=True)
+    except (pa.ArrowInvalid, NotImplementedError):
+        return None
+    return values.reshape((-1, *shape)) if shape else values
+
+
+def gather_columns(
+    starts: np.ndarray,
+    idx: np.ndarray,
+    columns: Sequence[str],
+    read_chunk: Callable[[int], Any],
+    views: Callable[[int], dict[str, np.ndarray | BytesView | None]],
+) -> dict[str, np.ndarray]:
+    """The rows ``idx`` of every column, as NumPy arrays in the order of ``idx``.
+
+    Each chunk touched is read once. Columns that every touched chunk can view as NumPy
+    (``views(chunk)``: column -> view or None) are gathered by NumPy indexing; the others
+    are taken with Arrow and converted with :func:`column_to_numpy` (see NOTE [ Column-wise
+    gather ]).
+    """
+    pa = arrow("reading tables")
+    if not len(idx):
+        table = gather_rows(starts, idx, read_chunk)
+        return {name: column_to_numpy(table.column(name)) for name in columns}
+    plan = _Plan(starts, idx)
+    got: dict[str, list[Any]] = {name: [] for name in columns}
     pieces = []
-    for group in np.split(order, cuts):
-        c = int(chunk_of[group[0]])
-        piece = read_chunk(c).take(pa.array(idx[group] - starts[c]))
-        if isinstance(piece, pa.RecordBatch):
-            piece = pa.Table.from_batches([piece])
-        pieces.append(piece)
-    table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-    if (np.diff(chunk_of) < 0).any():  # rows of several chunks, not in chunk order
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        table = table.take(pa.array(inverse))
-    return table
+    for c, rows in zip(plan.chunks, plan.local):
+        have = views(c)  # reads the chunk (once; cached for read_chunk below)
+        missing = []
+        for name in columns:
+            v = have[name]
+            if v is None:
+                missing.append(name)
+            else:
+                got[name].append(v[rows])
+        if missing:
+            pieces.append(read_chunk(c).select(missing).take(pa.array(rows)))
+    out: dict[str, np.ndarray] = {}
+    for name, parts in got.items():
+        if len(parts) == len(plan.chunks) and len({(p.dtype, p.shape[1:]) for p in parts}) == 1:
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            out[name] = values if plan.inverse is None else values[plan.inverse]
+    rest = [n for n in columns if n not in out]
+    if rest:
+        if len(pieces) == len(plan.chunks) and all(
+            set(rest) <= set(p.column_names) for p in pieces
+        ):
+            table = _assemble(pa, [p.select(rest) for p in pieces], plan.inverse)
+        else:  # a column with views in some chunks only (nulls in a chunk): read again
+            table = gather_rows(starts, idx, lambda c: read_chunk(c).select(rest))
+        out.update({name: column_to_numpy(table.column(name)) for name in rest})
+    return {name: out[name] for name in columns}
 
 
 def _list_to_numpy(pa: Any, col: Any, n: int) -> np.ndarray:

@@ -141,6 +141,7 @@ class ArrowDataset(RowDataset):
         self.transform = transform
         self.image_mode = image_mode
         self._batches: list[list[Any]] = []
+        self._views = {}
         rows: list[int] = []
         chunk_file: list[int] = []
         file_rows: list[int] = []
@@ -181,6 +182,7 @@ class ArrowDataset(RowDataset):
         state = self.__dict__.copy()
         state["_batches"] = []
         state["_flat"] = []
+        state["_views"] = {}
         return state
 
     def __repr__(self) -> str:

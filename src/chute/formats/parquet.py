@@ -88,6 +88,7 @@ class ParquetDataset(RowDataset):
         self._pid = -1
         self._handles: dict[int, Any] = {}
         self._cache: OrderedDict[int, Any] = OrderedDict()
+        self._views = {}
         rows: list[int] = []
         chunk_file: list[int] = []
         file_rows: list[int] = []
@@ -140,6 +141,7 @@ class ParquetDataset(RowDataset):
             self._pid = os.getpid()
             self._handles = {}
             self._cache = OrderedDict()
+            self._views = {}
         handle = self._handles.get(f)
         if handle is None:
             pq = need("pyarrow.parquet", _WHAT)
@@ -172,7 +174,8 @@ class ParquetDataset(RowDataset):
         self._cache[chunk] = table
         size = sum(t.nbytes for t in self._cache.values())
         while len(self._cache) > 1 and size > self.cache_bytes:
-            _, old = self._cache.popitem(last=False)
+            gone, old = self._cache.popitem(last=False)
+            self._views.pop(gone, None)
             size -= old.nbytes
         return table
 
@@ -180,6 +183,7 @@ class ParquetDataset(RowDataset):
         state = self.__dict__.copy()
         state["_handles"] = {}
         state["_cache"] = OrderedDict()
+        state["_views"] = {}
         state["_pid"] = -1
         return state
 
