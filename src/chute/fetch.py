@@ -8,6 +8,7 @@ main process and any worker produce the same batch for the same ``(indices, epoc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from . import rng
 from .errors import ChuteValueError
 
-__all__ = ["MapFetcher", "IterableFetcher"]
+__all__ = ["MapFetcher", "IterableFetcher", "StreamLayout"]
 
 
 class MapFetcher:
@@ -69,6 +70,35 @@ class MapFetcher:
         self._getitems = getattr(self.dataset, "__getitems__", None)
 
 
+@dataclass(frozen=True)
+class StreamLayout:
+    """What the loader tells an iterable dataset that positions its own stream.
+
+    A dataset with an ``iter_from(layout)`` method (``chute.formats.WebDataset``) is iterated
+    with it instead of ``iter()``: it yields the samples of the loader batches ``worker``,
+    ``worker + num_workers``, ... (so the output is the same for any number of workers), from
+    the epoch's global sample ``start`` on (a resume point, valid at any world size; see NOTE
+    [ Loader state and exact resume ] in ``loader.py``).
+
+    Attributes:
+        seed: the loader seed.
+        epoch: the epoch.
+        batch_size: samples per batch (None: no auto-batching).
+        drop_last: whether the loader drops a last, smaller batch.
+        worker: this worker's id (0 without workers).
+        num_workers: the loader's workers (1 without workers).
+        start: samples of the epoch all ranks together consumed before this iterator.
+    """
+
+    seed: int
+    epoch: int
+    batch_size: int | None
+    drop_last: bool
+    worker: int
+    num_workers: int
+    start: int
+
+
 class IterableFetcher:
     """Iterate an iterable dataset and batch it (``batch_size=None``: one sample at a time).
 
@@ -78,6 +108,8 @@ class IterableFetcher:
         batch_size: samples per batch, or None to turn off auto-batching.
         drop_last: drop a last, smaller batch.
         seed: the loader seed that keys the random streams (index = position in the stream).
+        resume: ``(epoch, start)``: a dataset with ``iter_from`` starts that epoch at global
+            sample ``start`` (see :class:`StreamLayout`).
     """
 
     def __init__(
@@ -87,12 +119,14 @@ class IterableFetcher:
         batch_size: int | None,
         drop_last: bool,
         seed: int,
+        resume: tuple[int, int] | None = None,
     ) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.seed = seed
+        self.resume = resume
 
     def batches(self, epoch: int, skip: int = 0) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
@@ -108,7 +142,15 @@ class IterableFetcher:
         per = size or 1
         worker, workers = _worker_position()
         with rng.epoch_scope(self.seed, epoch):
-            it = iter(self.dataset)
+            iter_from = getattr(self.dataset, "iter_from", None)
+            if iter_from is not None:
+                start = self.resume[1] if self.resume and self.resume[0] == epoch else 0
+                layout = StreamLayout(
+                    self.seed, epoch, size, self.drop_last, worker, workers, start
+                )
+                it = iter(iter_from(layout))
+            else:
+                it = iter(self.dataset)
         made = 0
         pos = 0
         while True:

@@ -9,7 +9,12 @@ starts at that batch: the sampler recomputes the epoch's index array and the bat
 slices it, so no batch before the resume point is fetched, transformed or collated. Batches
 prefetched by workers but not yet handed out are not counted, so they are fetched again.
 Iterable datasets without their own ``state_dict`` are resumed by iterating past the
-consumed batches without collating them.
+consumed batches without collating them. An iterable dataset with ``iter_from``
+(``chute.formats.WebDataset``) positions itself: the state also holds ``"samples"``, the
+epoch's global samples consumed by all ranks (``batches * batch_size * world_size``, where the
+dataset's ``world_size`` says how many ranks share the epoch), and the next epoch starts there
+through :class:`~chute.fetch.StreamLayout` without reading what came before; because it is a
+count of global samples, it is valid at any world size or batch size.
 """
 
 from __future__ import annotations
@@ -214,6 +219,8 @@ class DataLoader(Generic[T]):
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
+        self._resume_samples: int | None = None  # for datasets with iter_from
+        self._stream_resume: tuple[int, int] | None = None
         # the latest iterator, held weakly: dropping it stops its workers at once (NOTE
         # [ Worker shutdown ] in workers/process.py); its progress is kept for state_dict()
         self._live_ref: weakref.ref[_LoaderIter] | None = None
@@ -262,6 +269,12 @@ class DataLoader(Generic[T]):
         epoch = self._next_epoch
         self._next_epoch += 1
         skip, self._resume_batches = self._resume_batches, 0
+        start = 0
+        if self._positioned:  # the dataset starts at a global sample itself (iter_from)
+            start = skip * self._samples_per_batch if self._resume_samples is None else 0
+            start += self._resume_samples or 0
+            skip, self._resume_samples = 0, None
+            self._stream_resume = (epoch, start)
         if self._own_sampler and hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         sampler_state = _sampler_state(self.sampler)
@@ -269,14 +282,29 @@ class DataLoader(Generic[T]):
         if live is not None and self._pool is not None:
             live.close()  # persistent workers serve one epoch at a time, as in PyTorch
         it = _LoaderIter(self, epoch, skip, sampler_state)
+        it.progress.start = start
         self._live_ref = weakref.ref(it)
         self._progress = it.progress
         return it
 
+    @property
+    def _positioned(self) -> bool:
+        return self._iterable and hasattr(self.dataset, "iter_from")
+
+    @property
+    def _samples_per_batch(self) -> int:
+        """Global samples one batch of every rank consumes (datasets with iter_from)."""
+        return (self.batch_size or 1) * int(getattr(self.dataset, "world_size", 1))
+
     def _fetcher(self) -> MapFetcher | IterableFetcher:
         if self._iterable:
             return IterableFetcher(
-                self.dataset, self.collate_fn, self.batch_size, self.drop_last, self.seed
+                self.dataset,
+                self.collate_fn,
+                self.batch_size,
+                self.drop_last,
+                self.seed,
+                self._stream_resume,
             )
         return MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
 
@@ -333,16 +361,21 @@ class DataLoader(Generic[T]):
         live = self._progress
         if live is not None and not live.exhausted:
             epoch, batches, sampler = live.epoch, live.yielded, live.sampler_state
+            start = live.start
         else:
             epoch, batches = self._next_epoch, self._resume_batches
             sampler = _sampler_state(self.sampler)
-        return {
+            start = self._resume_samples or 0
+        state = {
             "version": STATE_VERSION,
             "seed": self.seed,
             "epoch": epoch,
             "batches": batches,
             "sampler": sampler,
         }
+        if self._positioned:
+            state["samples"] = start + batches * self._samples_per_batch
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``: the next ``iter()`` yields what the saved run would have."""
@@ -370,6 +403,9 @@ class DataLoader(Generic[T]):
             self.sampler.load_state_dict(state["sampler"])
         self._next_epoch = int(state["epoch"])
         self._resume_batches = int(state["batches"])
+        if self._positioned and "samples" in state:
+            self._resume_samples = int(state["samples"])
+            self._resume_batches = 0
 
     def close(self) -> None:
         """Stop the workers (persistent ones included) and free their shared memory."""
@@ -401,13 +437,14 @@ def _sampler_state(sampler: Any) -> dict[str, Any] | None:
 class _Progress:
     """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
 
-    __slots__ = ("epoch", "exhausted", "sampler_state", "yielded")
+    __slots__ = ("epoch", "exhausted", "sampler_state", "start", "yielded")
 
     def __init__(self, epoch: int, yielded: int, sampler_state: Any) -> None:
         self.epoch = epoch
         self.yielded = yielded
         self.sampler_state = sampler_state
         self.exhausted = False
+        self.start = 0  # global samples before this iterator (datasets with iter_from)
 
 
 def _batches(

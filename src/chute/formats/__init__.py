@@ -6,4 +6,7 @@ used and names the ``formats`` extra when they are missing.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .webdataset import WebDataset
+from .write import write_webdataset
+
+__all__: list[str] = ["WebDataset", "write_webdataset"]
