@@ -7,9 +7,11 @@ that a shard was fetched once per node even when worker processes did the fetchi
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.server
 import io
 import re
+import socket
 import tarfile
 import threading
 from typing import Any
@@ -108,8 +110,18 @@ class ShardHTTPServer:
             def do_HEAD(self) -> None:
                 self._head(False)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = False  # server_close() joins the request threads
+
+            def __init__(self, *args: Any) -> None:
+                self.connections: list[socket.socket] = []
+                super().__init__(*args)
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                self.connections.append(request)
+                super().process_request(request, client_address)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -123,6 +135,9 @@ class ShardHTTPServer:
 
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
+        for conn in self.httpd.connections:  # end kept-alive connections so their threads end
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self.httpd.server_close()
         self.thread.join(10)
 
@@ -138,12 +153,12 @@ class CountingMotoServer:
 
         class Server(ThreadedMotoServer):
             def _server_entry(self) -> None:
-                from moto.server import (
+                from moto.moto_server.werkzeug_app import (
                     DomainDispatcherApplication,
                     MotoRequestHandler,
                     create_backend_app,
-                    make_server,
                 )
+                from werkzeug.serving import make_server
 
                 app = DomainDispatcherApplication(create_backend_app)
 

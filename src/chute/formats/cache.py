@@ -227,7 +227,7 @@ class ShardCache:
         out = []
         with os.scandir(self.cache_dir) as it:
             for e in it:
-                if not e.is_file() or e.name.endswith(".idx.json"):
+                if not e.is_file() or e.name.endswith(".json"):
                     continue
                 st = e.stat()
                 if e.name.startswith("."):

@@ -153,7 +153,9 @@ class WebDataset:
 
     def _manifest_path(self) -> str:
         digest = hashlib.sha1("\n".join(self.urls).encode()).hexdigest()[:20]
-        return os.path.join(self.cache.cache_dir, f"manifest-{digest}.json")
+        folder = os.path.join(self.cache.cache_dir, "index")
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, f"manifest-{digest}.json")
 
     def _stamp(self, url: str) -> list[int] | None:
         if not is_local(url):
@@ -262,11 +264,15 @@ class WebDataset:
                 assert nxt is not None
                 g, shards, members = nxt
                 nxt = locate(blocks[i + 1]) if i + 1 < len(blocks) else None
-                upcoming = nxt[1].tolist() if nxt is not None else []
                 todo = shards.tolist()
-                reader.keep(todo, upcoming)
-                for gi, s, m in zip(g.tolist(), todo, members.tolist()):
-                    yield self._finish(reader.read(s, m), gi)
+                horizon = todo + (nxt[1].tolist() if nxt is not None else [])
+                last = {s: k for k, s in enumerate(horizon)}  # last use within the horizon
+                reader.prefetch(horizon)
+                for k, (gi, s, m) in enumerate(zip(g.tolist(), todo, members.tolist())):
+                    sample = reader.read(s, m)
+                    if last[s] == k:
+                        reader.release(s)  # not needed again soon: the cache may evict it
+                    yield self._finish(sample, gi)
         finally:
             reader.close()
 
@@ -303,14 +309,15 @@ class _Reader:
         remote = any(not is_local(u) for u in ds.urls)
         self.prefetcher = Prefetcher(ds.cache, ahead=ds.prefetch) if remote else None
 
-    def keep(self, now: list[int], upcoming: list[int]) -> None:
-        """Close the shards not needed now or soon; start downloading the upcoming ones."""
-        wanted = set(now) | set(upcoming)
-        for s in [s for s in self.open if s not in wanted]:
-            self._close(s)
+    def prefetch(self, upcoming: list[int]) -> None:
+        """Start downloading the shards of ``upcoming`` (in order) that are not open."""
         if self.prefetcher is not None:
             order = list(dict.fromkeys(s for s in upcoming if s not in self.open))
             self.prefetcher.want([self.ds.urls[s] for s in order])
+
+    def release(self, shard: int) -> None:
+        if shard in self.open:
+            self._close(shard)
 
     def read(self, shard: int, member: int) -> dict[str, Any]:
         entry = self.open.get(shard)
