@@ -29,7 +29,7 @@ from ..errors import DatasetFormatError
 __all__ = ["ShardIndex", "scan", "split_key", "read_sample"]
 
 _BLOCK = 512
-_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
+_KEY = re.compile(r"^((?:.*/|)[^.]+)\.([^/]*)$")  # webdataset's rule
 
 
 def split_key(name: str) -> tuple[str, str] | None:

@@ -233,7 +233,7 @@ class _ShardWriter:
         self.size = 0
 
     def add(self, key: str, members: dict[str, bytes]) -> None:
-        nbytes = sum(len(v) for v in members.values())
+        nbytes = sum(512 + (len(v) + 511) // 512 * 512 for v in members.values())  # in the tar
         if self.tar is not None and (
             self.count >= self.maxcount or (self.count and self.size + nbytes > self.maxsize)
         ):
@@ -247,7 +247,7 @@ class _ShardWriter:
             info.mode = 0o444
             self.tar.addfile(info, io.BytesIO(data))
         self.count += 1
-        self.size += nbytes + 512 * (len(members) + 1)
+        self.size += nbytes
 
     def _close(self) -> None:
         assert self.tar is not None
