@@ -109,7 +109,12 @@ def _copy(fs: Any, path: str, out_fd: int) -> int:
     os.ftruncate(out_fd, 0)
     expected = fs.info(path).get("size")
     got = 0
-    with fs.open(path, "rb", block_size=_CHUNK, cache_type="none") as f:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if {"http", "https"} & set(protocols):  # one streamed GET; servers need no Range support
+        options: dict[str, Any] = {"block_size": 0}
+    else:
+        options = {"block_size": _CHUNK, "cache_type": "none"}
+    with fs.open(path, "rb", **options) as f:
         while True:
             block = f.read(_CHUNK)
             if not block:
