@@ -18,6 +18,7 @@ import http.server
 import os
 import tempfile
 import threading
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def serve(folder: str) -> tuple[http.server.ThreadingHTTPServer, threading.Threa
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []  # the GET requests served
 
     def log_message(self, format: str, *args: object) -> None:
         if self.command == "GET":
@@ -75,10 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         try:
             loader = make_loader(url, cache, args.workers)
             for epoch in range(2):
-                seen = 0
+                seen, shape = 0, None
                 for images, labels in loader:
                     seen += len(labels)  # a training step would go here
-                print(f"epoch {epoch}: {seen} samples in batches of {images.shape[1:]} images")
+                    shape = images.shape[1:]
+                print(f"epoch {epoch}: {seen} samples in batches of {shape} images")
             if server is not None:
                 print(f"GET requests for shards over two epochs: {len(QuietHandler.requests)}")
             it = iter(loader)
