@@ -313,3 +313,17 @@ def test_undecodable_member_names_it(tmp_path, cache):
     (tmp_path / "img.tar").write_bytes(buf.getvalue())
     with pytest.raises(DatasetFormatError, match=r"cannot decode member 'x1.jpg' of shard"):
         list(WebDataset(str(tmp_path / "img.tar"), cache_dir=cache))
+
+
+def test_a_state_past_the_end_of_the_epoch_is_refused(tmp_path, cache):
+    urls, _ = _write_local(tmp_path, 2, 3)
+    (dl,) = _loaders(urls, cache, 1, 0)
+    state = dl.state_dict()
+    state["samples"] = 50
+    dl.load_state_dict(state)
+    with pytest.raises(
+        ChuteValueError,
+        match=r"resume position 50 is outside the epoch of 6 "
+        r"samples \(a state from another dataset\?\)",
+    ):
+        next(iter(dl))
