@@ -87,19 +87,26 @@ class EpochPlan:
         p = np.asarray(positions, np.int64)
         q = p.copy()
         if self.shuffle and self.buffer_size > 1:
-            wins = p // self.buffer_size
-            for w in np.unique(wins):
-                sel = wins == w
-                base = int(w) * self.buffer_size
-                q[sel] = base + self._window(int(w)).at(p[sel] - base)
+            for w, sel in _groups(p // self.buffer_size):
+                base = w * self.buffer_size
+                q[sel] = base + self._window(w).at(p[sel] - base)
         slot = np.searchsorted(self.cum, q, side="right") - 1
         shards = self.shard_order[slot]
         members = q - self.cum[slot]
         if self.shuffle:
-            for s in np.unique(shards):
-                sel = shards == s
-                members[sel] = self._shard(int(s)).at(members[sel])
+            for s, sel in _groups(shards):
+                members[sel] = self._shard(s).at(members[sel])
         return shards, members
+
+
+def _groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(key, positions of that key)`` for each distinct key (one sort, no mask per key)."""
+    if keys.size == 0:
+        return
+    order = np.argsort(keys, kind="stable")
+    bounds = np.flatnonzero(np.diff(keys[order])) + 1
+    for idx in np.split(order, bounds):
+        yield int(keys[idx[0]]), idx
 
 
 def rank_count(total: int, start: int, world_size: int) -> int:

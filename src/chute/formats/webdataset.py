@@ -250,7 +250,9 @@ class WebDataset:
         start: int,
         batches: list[tuple[int, int]],
     ) -> Iterator[Any]:
-        blocks = _blocks(batches, _LOOKAHEAD)
+        # the first block is one batch and is read before the next is located: a fresh or
+        # resumed epoch yields its first batch without planning a whole lookahead first
+        blocks = batches[:1] and [batches[:1], *_blocks(batches[1:], _LOOKAHEAD)]
 
         def locate(block: list[tuple[int, int]]) -> tuple[np.ndarray, ...]:
             j = np.concatenate([np.arange(lo, hi) for lo, hi in block] or [np.zeros(0, np.int64)])
@@ -259,11 +261,11 @@ class WebDataset:
 
         reader = _Reader(self)
         try:
-            nxt = locate(blocks[0]) if blocks else None
+            cur = locate(blocks[0]) if blocks else None
             for i in range(len(blocks)):
-                assert nxt is not None
-                g, shards, members = nxt
-                nxt = locate(blocks[i + 1]) if i + 1 < len(blocks) else None
+                assert cur is not None
+                g, shards, members = cur
+                nxt = locate(blocks[i + 1]) if 0 < i < len(blocks) - 1 else None
                 todo = shards.tolist()
                 horizon = todo + (nxt[1].tolist() if nxt is not None else [])
                 last = {s: k for k, s in enumerate(horizon)}  # last use within the horizon
@@ -273,6 +275,9 @@ class WebDataset:
                     if last[s] == k:
                         reader.release(s)  # not needed again soon: the cache may evict it
                     yield self._finish(sample, gi)
+                if nxt is None and i + 1 < len(blocks):
+                    nxt = locate(blocks[i + 1])
+                cur = nxt
         finally:
             reader.close()
 
