@@ -252,7 +252,7 @@ class WebDataset:
     ) -> Iterator[Any]:
         # the first block is one batch and is read before the next is located: a fresh or
         # resumed epoch yields its first batch without planning a whole lookahead first
-        blocks = batches[:1] and [batches[:1], *_blocks(batches[1:], _LOOKAHEAD)]
+        blocks = [batches[:1], *_blocks(batches[1:], _LOOKAHEAD)] if batches else []
 
         def locate(block: list[tuple[int, int]]) -> tuple[np.ndarray, ...]:
             j = np.concatenate([np.arange(lo, hi) for lo, hi in block] or [np.zeros(0, np.int64)])
