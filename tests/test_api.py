@@ -10,7 +10,9 @@ import chute
 
 EXPECTED_ALL = [
     "__version__",
+    "distributed",
     "errors",
+    "order",
     "rng",
     "ChuteError",
     "Dataset",
@@ -60,7 +62,16 @@ def test_version_is_pep440_like() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+([ab]|rc|\.dev|\.post)?\d*", chute.__version__)
 
 
-CHUTE_ONLY = {"__version__", "errors", "rng", "ChuteError", "StackedSamples", "WorkerInfo"}
+CHUTE_ONLY = {
+    "__version__",
+    "distributed",
+    "errors",
+    "order",
+    "rng",
+    "ChuteError",
+    "StackedSamples",
+    "WorkerInfo",
+}
 
 
 @pytest.mark.parametrize("name", [n for n in EXPECTED_ALL if n not in CHUTE_ONLY])

@@ -255,3 +255,47 @@ def test_jax_processes() -> None:
     got = sorted(json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
     assert got == [["single", 0, 2, "jax"], ["single", 1, 2, "jax"]]
     assert all(p.poll() is not None for p in procs)
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*TORCHRUN, *SLURM):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_loader_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chute.distributed import loader_ranks
+
+    _clean_env(monkeypatch)
+    assert loader_ranks((1, 2)) == RankInfo(1, 2, 1, 2, "explicit")
+    with pytest.raises(ChuteValueError) as exc:
+        loader_ranks(True)
+    assert str(exc.value) == (
+        "distributed=True found no distributed run (no torch.distributed process group, no "
+        "torchrun RANK/WORLD_SIZE, no JAX processes, no SLURM_PROCID/SLURM_NTASKS): launch "
+        "with torchrun, or pass distributed=(rank, world_size) ((0, 1) for one process)"
+    )
+    for bad in ("yes", None, (0,)):
+        with pytest.raises(ChuteValueError, match="distributed must be True, False or a pair"):
+            loader_ranks(bad)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert loader_ranks(True).rank == 1
+
+
+def test_common_seed_without_a_process_group() -> None:
+    from chute.distributed import common_seed
+
+    assert common_seed(7, lambda: 1 / 0) == 7
+    with pytest.raises(ChuteValueError) as exc:
+        common_seed(None, lambda: 3)
+    assert str(exc.value) == (
+        "a distributed DataLoader needs the same seed on every rank: pass seed= (the same int "
+        "on every rank), or initialise torch.distributed first so that rank 0's seed is "
+        "broadcast"
+    )
+
+
+def test_common_seed_is_rank_zeros_draw(process_group: object) -> None:
+    from chute.distributed import common_seed
+
+    assert common_seed(None, lambda: 12345) == 12345

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from . import errors, rng
+from . import distributed, errors, order, rng
 from .collate import default_collate, default_convert
 from .dataset import (
     ChainDataset,
@@ -41,7 +41,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "distributed",
     "errors",
+    "order",
     "rng",
     "ChuteError",
     "Dataset",

@@ -28,7 +28,7 @@ import numpy as np
 from ._lazy import loaded
 from .errors import ChuteValueError
 
-__all__ = ["RankInfo", "discover"]
+__all__ = ["RankInfo", "discover", "loader_ranks", "common_seed"]
 
 SOURCES = ("process_group", "torchrun", "jax", "slurm", "explicit", "single")
 _TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -261,3 +261,55 @@ def _slurm_tasks_on_node(env: Mapping[str, str], world: int) -> int:
             f"SLURM_NODEID={node} but SLURM_TASKS_PER_NODE={spec!r} lists {len(counts)} nodes"
         )
     return counts[int(node)]
+
+
+def loader_ranks(distributed: Any) -> RankInfo:
+    """The ranks a ``DataLoader(distributed=...)`` shards by.
+
+    ``True`` discovers them (:func:`discover`) and refuses a single process, since a
+    distributed loader launched without a launcher is a mistake that would give every
+    process all the data; ``(rank, world_size)`` gives them explicitly.
+
+    Example:
+        >>> loader_ranks((1, 2)).rank
+        1
+    """
+    if distributed is True:
+        info = discover()
+        if info.source == "single":
+            raise ChuteValueError(
+                "distributed=True found no distributed run (no torch.distributed process "
+                "group, no torchrun RANK/WORLD_SIZE, no JAX processes, no SLURM_PROCID/"
+                "SLURM_NTASKS): launch with torchrun, or pass distributed=(rank, world_size) "
+                "((0, 1) for one process)"
+            )
+        return info
+    if isinstance(distributed, (bool, str, bytes)) or distributed is None:
+        raise ChuteValueError(
+            f"distributed must be True, False or a pair (rank, world_size), got {distributed!r}"
+        )
+    return discover(_explicit_pair(distributed))
+
+
+def common_seed(seed: int | None, draw: Any) -> int:
+    """The loader seed, the same on every rank: ``seed`` if given, else rank 0's ``draw()``
+    broadcast over torch's process group; with neither, an error that says to pass ``seed=``.
+
+    Example:
+        >>> common_seed(5, None)
+        5
+    """
+    if seed is not None:
+        return int(seed)
+    group = _process_group()
+    if group is None:
+        raise ChuteValueError(
+            "a distributed DataLoader needs the same seed on every rank: pass seed= (the same "
+            "int on every rank), or initialise torch.distributed first so that rank 0's seed "
+            "is broadcast"
+        )
+    torch = loaded("torch")
+    assert torch is not None
+    box = [int(draw()) if group[0] == 0 else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return int(box[0])  # type: ignore[arg-type]

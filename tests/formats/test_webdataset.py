@@ -327,3 +327,52 @@ def test_a_state_past_the_end_of_the_epoch_is_refused(tmp_path, cache):
         r"samples \(a state from another dataset\?\)",
     ):
         next(iter(dl))
+
+
+def test_a_distributed_loader_deals_the_shards_and_resumes_at_another_world_size(tmp_path, cache):
+    urls, _ = _write_local(tmp_path, 4, 6)  # 24 samples
+
+    def loaders(world):
+        return [
+            chute.DataLoader(
+                WebDataset(urls, cache_dir=cache, transform=_keys_only),
+                batch_size=2,
+                num_workers=2,
+                seed=3,
+                distributed=(r, world),
+            )
+            for r in range(world)
+        ]
+
+    two = loaders(2)
+    its = [iter(dl) for dl in two]
+    seen = [k for it in its for k in flat([next(it), next(it)])]
+    state = two[0].state_dict()
+    assert state == two[1].state_dict() and state["samples"] == 8
+    assert state["layout"]["world_size"] == 2 and state["layout"]["dataset_length"] == 24
+    del its
+    rest = []
+    for dl in loaders(3):
+        dl.load_state_dict(state)
+        rest.append(flat(list(dl)))
+    assert [len(r) for r in rest] == [6, 6, 6]  # 16 left, dealt to 3 ranks (+2 padding)
+    counts = collections.Counter(seen + [k for r in rest for k in r])
+    assert len(counts) == 24 and sum(counts.values()) == 26
+
+
+def test_a_state_from_another_dataset_is_refused(tmp_path, cache):
+    urls, _ = _write_local(tmp_path, 2, 3)
+    (dl,) = _loaders(urls, cache, 1, 0)
+    it = iter(dl)
+    next(it)
+    state = dl.state_dict()
+    other = str(tmp_path / "other")
+    os.makedirs(other)
+    urls2, _ = _write_local(other, 3, 3)
+    (dl2,) = _loaders(urls2, cache, 1, 0)
+    with pytest.raises(
+        ChuteValueError,
+        match=r"the dataset: dataset_length=6 in the state, 9 in "
+        r"this loader",
+    ):
+        dl2.load_state_dict(state)

@@ -122,27 +122,39 @@ class WebDataset:
         loader; chute's DataLoader tells the dataset its epoch itself)."""
         self._epoch = int(epoch)
 
-    def _rank_world(self) -> tuple[int, int]:
+    def ranks_for(self, loader_ranks: tuple[int, int] = (0, 1)) -> tuple[int, int]:
+        """``(rank, world_size)`` the epoch is dealt to: ``distributed=`` if given, else a
+        distributed loader's ranks, else the run's (``chute.distributed.discover``)."""
         from ..distributed import discover
         from ..workers.info import get_worker_info
 
         if self.distributed is not None:
             info = discover(self.distributed)
             return info.rank, info.world_size
+        if loader_ranks[1] > 1:
+            return int(loader_ranks[0]), int(loader_ranks[1])
         worker = get_worker_info()
         if worker is not None and getattr(worker, "world_size", 1) > 1:
             return int(worker.rank), int(worker.world_size)
         found = discover()
         return found.rank, found.world_size
 
+    def _rank_world(self) -> tuple[int, int]:
+        return self.ranks_for()
+
     @property
     def world_size(self) -> int:
-        """How many ranks share the epoch (what a loader state's sample count is taken at)."""
+        """How many ranks share the epoch (outside a distributed loader)."""
         return self._rank_world()[1]
+
+    @property
+    def total_samples(self) -> int:
+        """Samples in one epoch of all ranks together (the sum of :meth:`sample_counts`)."""
+        return int(self.sample_counts().sum())
 
     def __len__(self) -> int:
         """Samples this rank yields in a whole epoch (the same on every rank)."""
-        return rank_count(int(self.sample_counts().sum()), 0, self.world_size)
+        return rank_count(self.total_samples, 0, self.world_size)
 
     # -- the index --------------------------------------------------------------------------
     def sample_counts(self) -> np.ndarray:
@@ -231,7 +243,7 @@ class WebDataset:
         seed = layout.seed if self.seed is None else self.seed
         epoch = self._epoch if self._epoch is not None else layout.epoch
         plan = EpochPlan(self.sample_counts(), seed, epoch, self.shuffle, self.buffer_size)
-        rank, world = self._rank_world()
+        rank, world = self.ranks_for((layout.rank, layout.world_size))
         if not 0 <= layout.start <= plan.total:
             raise ChuteValueError(
                 f"WebDataset: resume position {layout.start} is outside the epoch of "
