@@ -10,8 +10,10 @@ import chute
 
 EXPECTED_ALL = [
     "__version__",
+    "distributed",
     "errors",
     "formats",
+    "order",
     "rng",
     "ChuteError",
     "Dataset",
@@ -64,8 +66,10 @@ def test_version_is_pep440_like() -> None:
 
 CHUTE_ONLY = {
     "__version__",
+    "distributed",
     "errors",
     "formats",
+    "order",
     "rng",
     "ChuteError",
     "StackedSamples",

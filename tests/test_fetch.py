@@ -170,3 +170,29 @@ def test_no_epoch_scope_leaks_to_the_caller_between_batches(batch_size: int | No
         np.asarray(b).tolist() for b in chute.DataLoader(Stream(5), batch_size=batch_size, seed=1)
     ]
     assert rest == full[1:]
+
+
+class _Draws:
+    """An iterable dataset whose every item is one draw from the sample's random stream."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Any:
+        return (int(rng.current().integers(1 << 40)) for _ in range(self.n))
+
+
+def test_iterable_streams_are_keyed_by_the_rank() -> None:
+    """Ranks that shard inside __iter__ never share augmentations (#7.5)."""
+    draws = {}
+    for rank in range(3):
+        fetcher = IterableFetcher(_Draws(8), default_collate, 2, False, seed=5)
+        fetcher.ranks = (rank, 3)
+        draws[rank] = [x for b in fetcher.batches(0) for x in b.tolist()]
+    assert len({x for d in draws.values() for x in d}) == 24
+    single = IterableFetcher(_Draws(8), default_collate, 2, False, seed=5)  # ranks (0, 1)
+    again = IterableFetcher(_Draws(8), default_collate, 2, False, seed=5)
+    again.ranks = (0, 3)
+    # rank 0's first batch is output position 0 and 1 at any world size
+    assert next(single.batches(0)).tolist() == next(again.batches(0)).tolist() == draws[0][:2]
+    assert [x for b in single.batches(0) for x in b.tolist()] != draws[0]

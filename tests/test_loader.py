@@ -25,6 +25,7 @@ torch = pytest.importorskip("torch")
 tud = torch.utils.data
 
 from torch_compare import assert_like_torch, assert_tree_equal  # noqa: E402
+from user_samplers import EvensFirst  # noqa: E402
 
 
 class Pair(NamedTuple):
@@ -429,6 +430,22 @@ def test_user_sampler_and_batch_sampler() -> None:
     assert got == theirs
 
 
+class Backwards(chute.RandomSampler):
+    def __iter__(self) -> Any:
+        return iter(sorted(super().__iter__(), reverse=True))
+
+
+def test_samplers_that_override_iter_are_honoured_like_torch() -> None:
+    ds = chute.TensorDataset(np.arange(8))
+    grouped = EvensFirst(chute.SequentialSampler(ds), 2, False)
+    got = [b[0].tolist() for b in chute.DataLoader(ds, batch_sampler=grouped)]
+    assert got == list(grouped) == [[0, 2], [4, 6], [1, 3], [5, 7]]
+    theirs = tud.DataLoader(tud.TensorDataset(torch.arange(8)), batch_sampler=grouped)
+    assert [b[0].tolist() for b in theirs] == got
+    loader = chute.DataLoader(ds, batch_size=3, sampler=Backwards(ds, seed=0))
+    assert [b[0].tolist() for b in loader] == [[7, 6, 5], [4, 3, 2], [1, 0]]
+
+
 # -- __getitems__ ------------------------------------------------------------------------------
 
 
@@ -671,6 +688,7 @@ def _batches_as_lists(batches: Any) -> list[Any]:
     new_seed=st.one_of(st.none(), st.integers(0, 2**63 - 1)),
     stop_epoch=st.integers(0, 1),
     stop_fraction=st.floats(0, 1.2),
+    drop=st.booleans(),
 )
 def test_resume_at_a_random_point_equals_the_uninterrupted_run(
     n: int,
@@ -682,7 +700,10 @@ def test_resume_at_a_random_point_equals_the_uninterrupted_run(
     new_seed: int | None,
     stop_epoch: int,
     stop_fraction: float,
+    drop: bool,
 ) -> None:
+    """The state is where the next batch comes from: the live iterator's position while it
+    has batches left, else the next epoch (what the next iter() starts)."""
     ds = _dataset(kind, n)
 
     def loader(seed: int | None) -> Any:
@@ -701,21 +722,40 @@ def test_resume_at_a_random_point_equals_the_uninterrupted_run(
     stop = round(stop_fraction * per_epoch)
     if stop > per_epoch:  # run the epoch to its end (StopIteration seen)
         list(it)
-        expected_now, expected_next = [], epochs[stop_epoch + 1]
-    else:
+    else:  # exactly per_epoch batches is the end too, without StopIteration
         for _ in range(stop):
             next(it)
-        expected_now, expected_next = epochs[stop_epoch][stop:], epochs[stop_epoch + 1]
+    ends = drop or stop >= per_epoch
+    if drop:  # as `break` out of a for loop does
+        del it
     state = json.loads(json.dumps(run.state_dict()))
 
     resumed = loader(new_seed)
     resumed.load_state_dict(state)
-    if stop > per_epoch:
-        assert _batches_as_lists(resumed) == expected_next
+    if ends:
+        assert _batches_as_lists(resumed) == epochs[stop_epoch + 1]
+        assert _batches_as_lists(run) == epochs[stop_epoch + 1]  # the original agrees
         return
-    assert _batches_as_lists(resumed) == expected_now
-    assert _batches_as_lists(resumed) == expected_next
-    assert _batches_as_lists(it) == expected_now  # the interrupted run goes on as well
+    assert _batches_as_lists(resumed) == epochs[stop_epoch][stop:]
+    assert _batches_as_lists(resumed) == epochs[stop_epoch + 1]
+    assert _batches_as_lists(it) == epochs[stop_epoch][stop:]  # the interrupted run goes on
+
+
+def test_state_after_break_and_after_len_batches_is_the_next_epoch() -> None:
+    ds = Noisy(6)
+    run = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=3)
+    for _ in run:
+        break
+    after_break = run.state_dict()
+    assert (after_break["epoch"], after_break["batches"]) == (1, 0)
+    for _, _batch in zip(range(len(run)), run):
+        pass
+    assert (run.state_dict()["epoch"], run.state_dict()["batches"]) == (2, 0)
+    it = iter(run)
+    next(it)
+    assert (run.state_dict()["epoch"], run.state_dict()["batches"]) == (2, 1)
+    it.close()  # a closed iterator yields nothing more: the next epoch, as iter() starts
+    assert (run.state_dict()["epoch"], run.state_dict()["batches"]) == (3, 0)
 
 
 def test_resume_with_user_samplers() -> None:
@@ -736,6 +776,150 @@ def test_resume_with_user_samplers() -> None:
         assert _batches_as_lists(resumed) == expected[0][2:]
         if not isinstance(resumed.sampler, chute.DistributedSampler):  # set_epoch is the user's
             assert _batches_as_lists(resumed) == expected[1]
+
+
+def _ids(batches: Any) -> list[list[int]]:
+    return [b[0].tolist() for b in batches]
+
+
+def test_resume_with_a_custom_batch_sampler_restores_its_sampler() -> None:
+    ds = chute.TensorDataset(np.arange(12))
+
+    def loader() -> Any:
+        bs = chute.BatchSampler(chute.RandomSampler(ds, seed=1), 4, False)
+        return chute.DataLoader(ds, batch_sampler=bs)
+
+    reference = loader()
+    expected = [_ids(reference) for _ in range(2)]
+    run = loader()
+    list(run)
+    it = iter(run)
+    assert _ids([next(it)]) == expected[1][:1]
+    resumed = loader()
+    resumed.load_state_dict(json.loads(json.dumps(run.state_dict())))
+    assert _ids(resumed) == expected[1][1:]
+    grouped = chute.DataLoader(
+        ds, batch_sampler=EvensFirst(chute.RandomSampler(ds, seed=2), 3, False)
+    )
+    it = iter(grouped)
+    first = _ids([next(it)])
+    again = chute.DataLoader(
+        ds, batch_sampler=EvensFirst(chute.RandomSampler(ds, seed=5), 3, False)
+    )
+    again.load_state_dict(grouped.state_dict())
+    assert first + _ids(again) == _ids(
+        chute.DataLoader(ds, batch_sampler=EvensFirst(chute.RandomSampler(ds, seed=2), 3, False))
+    )
+
+
+class CountingBatches:
+    """A batch sampler of its own with a state_dict: batches of a rotating start."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+
+    def __iter__(self) -> Any:
+        start, self.turn = self.turn, self.turn + 1
+        return iter([[(start + k) % 6, (start + k + 1) % 6] for k in range(3)])
+
+    def __len__(self) -> int:
+        return 3
+
+    def state_dict(self) -> dict[str, int]:
+        return {"turn": self.turn}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.turn = state["turn"]
+
+
+def test_resume_with_a_batch_sampler_that_has_its_own_state() -> None:
+    ds = chute.TensorDataset(np.arange(6))
+    run = chute.DataLoader(ds, batch_sampler=CountingBatches())
+    list(run)
+    it = iter(run)
+    next(it)
+    resumed = chute.DataLoader(ds, batch_sampler=CountingBatches())
+    resumed.load_state_dict(run.state_dict())
+    assert _ids(resumed) == [[2, 3], [3, 4]]
+    assert _ids(resumed) == [[2, 3], [3, 4], [4, 5]]
+
+
+def test_resume_with_a_stateless_random_sampler_warns_that_the_order_may_differ() -> None:
+    ds = chute.TensorDataset(np.arange(10))
+    run = chute.DataLoader(ds, batch_size=2, sampler=tud.RandomSampler(range(10)))
+    it = iter(run)
+    next(it)
+    state = run.state_dict()
+    assert state["sampler"] is None
+    resumed = chute.DataLoader(ds, batch_size=2, sampler=tud.RandomSampler(range(10)))
+    with pytest.warns(UserWarning) as record:
+        resumed.load_state_dict(state)
+    assert str(record[0].message) == (
+        "load_state_dict: the sampler BatchSampler(RandomSampler) has no state_dict, so the "
+        "resumed epoch iterates it afresh and skips the batches already taken; if its order "
+        "changes between iterations (a random sampler) the order may differ from the saved "
+        "run's. Give it state_dict() and load_state_dict() (chute's samplers have them) to "
+        "resume exactly"
+    )
+    assert len(_ids(resumed)) == 4
+    for fixed in ([3, 1, 2, 0], tud.SequentialSampler(range(4))):  # same order every time
+        run = chute.DataLoader(ds, batch_size=2, sampler=fixed)
+        it = iter(run)
+        next(it)
+        resumed = chute.DataLoader(ds, batch_size=2, sampler=fixed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            resumed.load_state_dict(run.state_dict())
+        assert _ids(resumed) == _ids(run)[1:]
+
+
+@pytest.mark.parametrize(
+    ("saved", "loaded", "differences"),
+    [
+        (
+            {"batch_size": 10},
+            {"batch_size": 20},
+            "the batch size: batch_size=10 in the state, 20 in this loader",
+        ),
+        (
+            {"n": 100},
+            {"n": 50},
+            "the dataset: dataset_length=100 in the state, 50 in this loader",
+        ),
+        (
+            {"shuffle": True},
+            {},
+            "the sampler: sampler='BatchSampler(RandomSampler)' in the state, "
+            "'BatchSampler(SequentialSampler)' in this loader; shuffling: shuffle=True in the "
+            "state, False in this loader",
+        ),
+        (
+            {"drop_last": True, "batch_size": 3},
+            {"batch_size": 4},
+            "the batch size: batch_size=3 in the state, 4 in this loader; drop_last: "
+            "drop_last=True in the state, False in this loader",
+        ),
+    ],
+)
+def test_load_state_dict_refuses_another_layout(
+    saved: dict[str, Any], loaded: dict[str, Any], differences: str
+) -> None:
+    def loader(n: int = 100, **kwargs: Any) -> Any:
+        kwargs.setdefault("batch_size", 10)
+        return chute.DataLoader(chute.TensorDataset(np.arange(n)), seed=0, **kwargs)
+
+    run = loader(**saved)
+    it = iter(run)
+    next(it)
+    state = run.state_dict()
+    target = loader(**loaded)
+    with pytest.raises(ValueError) as info:
+        target.load_state_dict(state)
+    assert str(info.value) == (
+        "load_state_dict: the state was taken under another layout, and resuming would lose or "
+        f"repeat samples; build the loader as the saved one was. Differences: {differences}"
+    )
+    assert target.state_dict()["epoch"] == 0  # nothing was loaded
 
 
 @pytest.mark.parametrize("batch_size", [None, 3])
@@ -759,11 +943,20 @@ def test_state_dict_is_small_json_and_does_not_grow() -> None:
     loader = chute.DataLoader(ds, batch_size=2, shuffle=True, seed=3)
     before = loader.state_dict()
     assert before == {
-        "version": 1,
+        "version": 2,
         "seed": 3,
         "epoch": 0,
         "batches": 0,
         "sampler": {"seed": 3, "epoch": 0},
+        "layout": {
+            "dataset_length": 100_000,
+            "batch_size": 2,
+            "drop_last": False,
+            "sampler": "BatchSampler(RandomSampler)",
+            "shuffle": True,
+            "iterable_workers": None,
+            "world_size": 1,
+        },
     }
     it = iter(loader)
     for _ in range(1000):
@@ -771,7 +964,7 @@ def test_state_dict_is_small_json_and_does_not_grow() -> None:
     state = loader.state_dict()
     text = json.dumps(state)
     assert json.loads(text) == state
-    assert len(text) < 200
+    assert len(text) < 400
     assert state["batches"] == 1000 and state["epoch"] == 0
 
 
@@ -793,7 +986,7 @@ def test_load_state_dict_with_another_version() -> None:
     state = {**loader.state_dict(), "version": 99}
     with pytest.raises(ValueError) as info:
         loader.load_state_dict(state)
-    assert str(info.value) == "load_state_dict: state version 99 is not supported (expected 1)"
+    assert str(info.value) == "load_state_dict: state version 99 is not supported (expected 2)"
 
 
 def test_load_state_dict_sampler_state_into_a_stateless_sampler() -> None:
@@ -802,7 +995,17 @@ def test_load_state_dict_sampler_state_into_a_stateless_sampler() -> None:
     with pytest.raises(ValueError) as info:
         loader.load_state_dict(state)
     assert str(info.value) == (
-        "load_state_dict: the state has a sampler state but the sampler list has no load_state_dict"
+        "load_state_dict: the state was taken under another layout, and resuming would lose or "
+        "repeat samples; build the loader as the saved one was. Differences: the sampler: "
+        "sampler='BatchSampler(RandomSampler)' in the state, 'BatchSampler(list)' in this "
+        "loader; shuffling: shuffle=True in the state, False in this loader"
+    )
+    state["layout"] = loader.state_dict()["layout"]  # a state edited by hand
+    with pytest.raises(ValueError) as info:
+        loader.load_state_dict(state)
+    assert str(info.value) == (
+        "load_state_dict: the state has a sampler state but the sampler BatchSampler has no "
+        "load_state_dict"
     )
 
 

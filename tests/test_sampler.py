@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chute
-from chute.sampler import seed_from
+from chute.sampler import epoch_batches, seed_from
+from user_samplers import EvensFirst
 
 torch = pytest.importorskip("torch")
 tud = torch.utils.data
@@ -211,6 +212,39 @@ def test_batches_from_is_a_slice_of_the_epoch(
     assert list(generic.batches_from(start)) == full[start:]
 
 
+class Reversed(chute.SequentialSampler):
+    def __iter__(self) -> Any:
+        return iter(range(len(self.data_source) - 1, -1, -1))
+
+
+def test_subclasses_with_their_own_iter_are_iterated() -> None:
+    grouped = EvensFirst(chute.SequentialSampler(range(8)), 2, False)
+    assert list(epoch_batches(grouped)) == [[0, 2], [4, 6], [1, 3], [5, 7]]
+    assert list(epoch_batches(grouped, 3)) == [[5, 7]]
+    over_reversed = chute.BatchSampler(Reversed(range(5)), 2, False)
+    assert list(over_reversed) == [[4, 3], [2, 1], [0]]
+    assert list(over_reversed.batches_from(1)) == [[2, 1], [0]]
+    assert list(epoch_batches(Reversed(range(3)), 1)) == [1, 0]
+
+
+class OddsOnly(chute.RandomSampler):
+    """Overrides epoch_indices only: chute's __iter__ still applies, and so does the fast path."""
+
+    def epoch_indices(self) -> np.ndarray:
+        return super().epoch_indices()[::2]
+
+    def __len__(self) -> int:
+        return (super().__len__() + 1) // 2
+
+
+def test_overriding_what_iter_calls_keeps_the_fast_path_consistent() -> None:
+    fast = chute.BatchSampler(OddsOnly(range(9), seed=3), 2, False)
+    full = list(fast)
+    fast.sampler.set_epoch(0)
+    assert next(epoch_batches(fast, 1, as_arrays=True)).tolist() == full[1]
+    assert sum(len(b) for b in full) == 5
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, True, False, 2.0, None])
 def test_batch_sampler_bad_batch_size_same_as_torch(batch_size: Any) -> None:
     with pytest.raises(Exception) as theirs:
@@ -304,19 +338,98 @@ def test_distributed_same_order_until_set_epoch() -> None:
     t = chute.DistributedSampler(range(40), 2, 1, seed=7)
     t.set_epoch(1)
     assert list(t) == c
-    assert s.state_dict() == {"seed": 7, "epoch": 1}
+    assert s.state_dict() == {"seed": 7, "epoch": 1, "cursor": 0}
 
 
 def test_distributed_defaults_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", "2")
     s = chute.DistributedSampler(range(10), shuffle=False)
     assert (s.num_replicas, s.rank) == (3, 2)
     assert list(s) == [2, 5, 8, 1]
-    monkeypatch.delenv("WORLD_SIZE")
+    assert chute.DistributedSampler(range(10), rank=0).num_replicas == 3
     monkeypatch.delenv("RANK")
-    s = chute.DistributedSampler(range(3), shuffle=False)
-    assert (s.num_replicas, s.rank) == (1, 0)
+    with pytest.raises(ValueError) as exc:  # half-set: never a guess
+        chute.DistributedSampler(range(3))
+    assert "WORLD_SIZE=3 is set but RANK is not" in str(exc.value)
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(ValueError) as exc:  # nothing found: torch refuses too
+        chute.DistributedSampler(range(3), shuffle=False)
+    assert str(exc.value) == (
+        "DistributedSampler found no distributed run (no torch.distributed process group, "
+        "no torchrun RANK/WORLD_SIZE, no JAX processes, no SLURM_PROCID/SLURM_NTASKS): "
+        "launch with torchrun or pass num_replicas= and rank="
+    )
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert chute.DistributedSampler(range(3)).rank == 1
+
+
+def _deal(n: int, world: int, cursor: int, seed: int, epoch: int, drop_last: bool):
+    shards = []
+    for r in range(world):
+        s = chute.DistributedSampler(range(n), world, r, seed=seed, drop_last=drop_last)
+        s.set_epoch(epoch)
+        s.load_state_dict({"seed": seed, "epoch": epoch, "cursor": cursor})
+        shards.append(list(s))
+    return shards
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(0, 80),
+    worlds=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+    taken=st.tuples(st.integers(0, 30), st.integers(0, 30)),
+    drop_last=st.booleans(),
+    seed=st.integers(0, 2**40),
+)
+def test_distributed_cursor_deals_the_rest_at_any_world_size(
+    n: int, worlds: tuple[int, int, int], taken: tuple[int, int], drop_last: bool, seed: int
+) -> None:
+    """Take some indices per rank at world a, resume at world b, take some, resume at c:
+    every sample of the epoch is seen exactly once, apart from padding and a dropped tail."""
+    seen: collections.Counter[int] = collections.Counter()
+    cursor = 0
+    for world, take in zip(worlds, (*taken, None)):
+        probe = chute.DistributedSampler(range(n), world, 0, seed=seed, drop_last=drop_last)
+        probe.load_state_dict({"seed": seed, "epoch": 3, "cursor": cursor})
+        shards = _deal(n, world, cursor, seed, 3, drop_last)
+        assert len({len(x) for x in shards}) == 1  # equal shares: no DDP hang
+        take = len(shards[0]) if take is None else min(take, len(shards[0]))
+        for shard in shards:
+            seen.update(shard[:take])
+        cursor = probe.cursor_after(take)
+        if cursor >= n:
+            break
+    extra = sum(seen.values()) - len(seen)
+    if drop_last:
+        assert extra == 0
+        assert n - len(seen) < max(worlds)  # only a tail shorter than a world is dropped
+    else:
+        assert set(seen) == set(range(n))
+        assert extra < max(worlds)  # padding only
+
+
+def test_distributed_global_order_is_cut_by_rank() -> None:
+    """Rank r takes positions r, r + W, ... of one EpochOrder; the cursor holds for its epoch."""
+    from chute.order import EpochOrder
+
+    order = EpochOrder(10, 5, 2)[:]
+    s = chute.DistributedSampler(range(10), 3, 1, seed=5)
+    s.set_epoch(2)
+    assert list(s) == [order[1], order[4], order[7], order[0]]
+    s.load_state_dict({"seed": 5, "epoch": 2, "cursor": 6})
+    assert s.state_dict() == {"seed": 5, "epoch": 2, "cursor": 6}
+    assert len(s) == 2
+    assert list(s) == [order[7], order[0]]  # positions 7 and 10 (padding: the first sample)
+    s.set_epoch(2)  # the same epoch keeps the cursor (a torch-style loop calls this)
+    assert len(s) == 2
+    s.set_epoch(3)  # another epoch starts at its beginning
+    assert s.cursor == 0 and len(s) == 4
+    s.load_state_dict({"seed": 5, "epoch": 2})  # an old state without a cursor
+    assert s.cursor == 0
 
 
 @pytest.mark.parametrize("rank", [2, -1])

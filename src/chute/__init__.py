@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from . import errors, formats, rng
+from . import distributed, errors, formats, order, rng
 from .collate import default_collate, default_convert
 from .dataset import (
     ChainDataset,
@@ -42,8 +42,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "distributed",
     "errors",
     "formats",
+    "order",
     "rng",
     "ChuteError",
     "Dataset",

@@ -8,6 +8,7 @@ main process and any worker produce the same batch for the same ``(indices, epoc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,15 @@ import numpy as np
 from . import rng
 from .errors import ChuteValueError
 
-__all__ = ["MapFetcher", "IterableFetcher"]
+__all__ = ["MapFetcher", "IterableFetcher", "StreamLayout"]
 
 
 class MapFetcher:
     """Fetch a map-style batch: ``__getitems__`` when the dataset has it, else one call per index.
+
+    ``ranks`` (``(rank, world_size)``, set by a distributed loader) is what the workers'
+    ``WorkerInfo`` reports; the samples' random streams are keyed by dataset index alone, so
+    a sample draws the same at any world size.
 
     Args:
         dataset: a map-style dataset.
@@ -35,6 +40,7 @@ class MapFetcher:
         self.collate_fn = collate_fn
         self.auto_collation = auto_collation
         self.seed = seed
+        self.ranks = (0, 1)
         self._getitems = getattr(dataset, "__getitems__", None)
 
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
@@ -69,8 +75,45 @@ class MapFetcher:
         self._getitems = getattr(self.dataset, "__getitems__", None)
 
 
+@dataclass(frozen=True)
+class StreamLayout:
+    """What the loader tells an iterable dataset that positions its own stream.
+
+    A dataset with an ``iter_from(layout)`` method (``chute.formats.WebDataset``) is iterated
+    with it instead of ``iter()``: it yields the samples of the loader batches ``worker``,
+    ``worker + num_workers``, ... (so the output is the same for any number of workers), from
+    the epoch's global sample ``start`` on (a resume point, valid at any world size; see NOTE
+    [ Self-positioning iterable datasets ] in ``loader.py``).
+
+    Attributes:
+        seed: the loader seed.
+        epoch: the epoch.
+        batch_size: samples per batch (None: no auto-batching).
+        drop_last: whether the loader drops a last, smaller batch.
+        worker: this worker's id (0 without workers).
+        num_workers: the loader's workers (1 without workers).
+        start: samples of the epoch all ranks together consumed before this iterator.
+        rank: the loader's rank (``distributed=``; 0 otherwise).
+        world_size: the loader's world size (1 when the loader is not distributed: the
+            dataset may then find the ranks itself).
+    """
+
+    seed: int
+    epoch: int
+    batch_size: int | None
+    drop_last: bool
+    worker: int
+    num_workers: int
+    start: int
+    rank: int = 0
+    world_size: int = 1
+
+
 class IterableFetcher:
     """Iterate an iterable dataset and batch it (``batch_size=None``: one sample at a time).
+
+    ``ranks`` (``(rank, world_size)``, set by a distributed loader) keys the random streams
+    with the rank's shards, see :meth:`batches`.
 
     Args:
         dataset: an iterable dataset.
@@ -93,22 +136,37 @@ class IterableFetcher:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.seed = seed
+        self.ranks = (0, 1)
+        # (epoch, start): a dataset with iter_from starts that epoch at global sample start
+        self.resume: tuple[int, int] | None = None
 
     def batches(self, epoch: int, skip: int = 0) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
 
-        Each sample is pulled inside the random stream of its position in the loader's output
-        (with ``W`` workers taking turns batch by batch, worker ``w``'s local sample ``p`` is
-        output sample ``((p // b) * W + w) * b + p % b``), so ``rng.current()`` inside
-        ``__iter__`` is seeded and reproducible. The scopes are open only while samples are
+        Each sample is pulled inside the random stream of its position in the output of all
+        ranks together (with ``S`` shards, one per worker of every rank, taking turns batch
+        by batch, shard ``s``'s local sample ``p`` is output sample
+        ``((p // b) * S + s) * b + p % b``; shard ``s = rank * workers + worker``), so
+        ``rng.current()`` inside ``__iter__`` is seeded and reproducible, and no two ranks
+        or workers draw the same stream. The scopes are open only while samples are
         pulled and collated, never across a ``yield``: a generator shares its caller's context,
         so a scope held open while suspended would seed ``rng.current()`` in the user's code.
         """
         size = self.batch_size
         per = size or 1
-        worker, workers = _worker_position()
+        worker, workers = _shard_position(self.ranks)
         with rng.epoch_scope(self.seed, epoch):
-            it = iter(self.dataset)
+            iter_from = getattr(self.dataset, "iter_from", None)
+            if iter_from is not None:  # it positions itself (and keys its own streams)
+                start = self.resume[1] if self.resume and self.resume[0] == epoch else 0
+                info = _worker_info()
+                w, nw = (0, 1) if info is None else (info.id, info.num_workers)
+                layout = StreamLayout(
+                    self.seed, epoch, size, self.drop_last, w, nw, start, *self.ranks
+                )
+                it = iter(iter_from(layout))
+            else:
+                it = iter(self.dataset)
         made = 0
         pos = 0
         while True:
@@ -137,9 +195,14 @@ class IterableFetcher:
 _END = object()
 
 
-def _worker_position() -> tuple[int, int]:
-    """``(worker id, number of workers)`` of the worker running this code; ``(0, 1)`` outside."""
+def _worker_info() -> Any:
     from .workers.info import get_worker_info
 
-    info = get_worker_info()
-    return (0, 1) if info is None else (info.id, info.num_workers)
+    return get_worker_info()
+
+
+def _shard_position(ranks: tuple[int, int]) -> tuple[int, int]:
+    """``(shard, number of shards)`` of the code running now: ``WorkerInfo.shard`` and
+    ``num_shards`` in a worker, the loader's ``(rank, world_size)`` outside workers."""
+    info = _worker_info()
+    return ranks if info is None else (info.shard, info.num_shards)

@@ -1,15 +1,20 @@
 """DataLoader: PyTorch's arguments and rules, batch-first fetch, exact resume.
 
-NOTE [ Loader state and exact resume ]
-A loader's progress is four numbers: the loader ``seed`` (keys the per-sample random streams
-and the loader-made shuffle sampler), the ``epoch`` in progress, how many batches of it were
-handed to the user, and the sampler's state at the start of that epoch (``{"seed", "epoch"}``
-for chute samplers). :meth:`DataLoader.load_state_dict` restores them and the next ``iter()``
-starts at that batch: the sampler recomputes the epoch's index array and the batch sampler
-slices it, so no batch before the resume point is fetched, transformed or collated. Batches
-prefetched by workers but not yet handed out are not counted, so they are fetched again.
-Iterable datasets without their own ``state_dict`` are resumed by iterating past the
-consumed batches without collating them.
+What ``state_dict()`` holds, which epoch it describes and what ``load_state_dict`` checks:
+NOTE [ Loader state and exact resume ] in ``state.py``.
+
+NOTE [ Self-positioning iterable datasets ]
+An iterable dataset with ``iter_from(layout)`` (``chute.formats.WebDataset``) is not iterated
+blind: the fetcher hands it a :class:`~chute.fetch.StreamLayout` (seed, epoch, batch size,
+worker, the loader's ranks, and where to start), and worker ``w`` of ``n`` yields the loader
+batches ``w, w + n, ...`` of its rank, so the output is the same for any number of workers.
+Its progress is a count of global samples, the same on every rank: ``state_dict()`` adds
+``"samples"`` (``start + batches * batch_size * world_size``, the world size being the one
+the dataset deals its epoch to, ``dataset.ranks_for(loader ranks)``), and the layout records
+the dataset's ``total_samples`` (all ranks' epoch) as its length and no worker count.
+``load_state_dict`` lets the world size, batch size and workers differ, and the next
+``iter()`` tells the dataset to start at ``"samples"``: nothing before it is read, and every
+remaining sample is dealt once to the new ranks.
 """
 
 from __future__ import annotations
@@ -22,15 +27,31 @@ from typing import Any, Generic, TypeVar
 from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
+from .distributed import common_seed, loader_ranks
+from .elastic import global_state, redeal_state, stream_epoch, world_layout
 from .errors import ChuteTypeError, ChuteValueError
 from .fetch import IterableFetcher, MapFetcher
-from .sampler import BatchSampler, RandomSampler, SequentialSampler, seed_from
+from .sampler import (
+    BatchSampler,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    epoch_batches,
+    seed_from,
+)
+from .state import (
+    STATE_VERSION,
+    check_layout,
+    check_state,
+    index_source_state,
+    layout,
+    restore_index_source,
+)
 from .workers import WorkerPool
 
 __all__ = ["DataLoader"]
 
 T = TypeVar("T")
-STATE_VERSION = 1
 WORKER_TYPES = ("process", "thread")
 _FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
 
@@ -62,6 +83,13 @@ class DataLoader(Generic[T]):
         seed: seeds the shuffle order and the per-sample random streams (fresh if None).
         format: None (what collate made), "numpy", "torch" or "jax".
         worker_type: "process" or "thread".
+        distributed: ``True`` shards the dataset over the ranks of a distributed run (found by
+            :func:`chute.distributed.discover`), ``(rank, world_size)`` gives them: the
+            loader makes a :class:`~chute.sampler.DistributedSampler` from one global order,
+            ``batch_size`` is per rank, every rank gets the same number of batches, and the
+            state resumes at any world size (``docs/distributed.md``). A missing ``seed`` is
+            rank 0's, broadcast over torch's process group. For an iterable dataset (which
+            shards itself), it gives the rank to ``get_worker_info()`` and the random streams.
         main_first_batch: fetch the first batch of an epoch that starts process workers in
             this process (see NOTE [ First batch in the main process ] in
             ``workers/pool.py``): the first batch arrives in about half the time. None (the
@@ -102,6 +130,7 @@ class DataLoader(Generic[T]):
         format: str | None = None,
         worker_type: str = "process",
         main_first_batch: bool | None = None,
+        distributed: bool | tuple[int, int] = False,
     ) -> None:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ChuteValueError(
@@ -178,12 +207,33 @@ class DataLoader(Generic[T]):
                 f"with drop_last (got drop_last={drop_last!r})"
             )
 
-        self.seed = seed_from(generator, seed)
+        ranks = None
+        if distributed is not False:
+            ranks = loader_ranks(distributed)
+            if sampler is not None or batch_sampler is not None:
+                raise ChuteValueError(
+                    f"distributed={distributed!r} makes the loader's own DistributedSampler, so "
+                    f"it is mutually exclusive with sampler and batch_sampler; pass either "
+                    f"distributed= or a chute.DistributedSampler as sampler="
+                )
+            given = seed if seed is not None or generator is None else seed_from(generator)
+            self.seed = common_seed(given, seed_from)
+        else:
+            self.seed = seed_from(generator, seed)
         self._own_sampler = sampler is None and not iterable
-        if sampler is None and not iterable:
+        if sampler is None and not iterable and ranks is not None:
+            sampler = DistributedSampler(
+                dataset, ranks.world_size, ranks.rank, shuffle, self.seed, drop_last
+            )
+        elif sampler is None and not iterable:
             sampler = (
                 RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
             )
+        if isinstance(sampler, DistributedSampler):
+            self._ranks = (sampler.rank, sampler.num_replicas)
+        else:
+            self._ranks = (0, 1) if ranks is None else (ranks.rank, ranks.world_size)
+        self.distributed = distributed
         if batch_size is not None and batch_sampler is None and not iterable:
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
         elif batch_size is not None and iterable:
@@ -214,10 +264,11 @@ class DataLoader(Generic[T]):
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
+        self._resume_samples: int | None = None  # NOTE [ Self-positioning iterable datasets ]
+        self._stream_resume: tuple[int, int] | None = None
         # the latest iterator, held weakly: dropping it stops its workers at once (NOTE
-        # [ Worker shutdown ] in workers/process.py); its progress is kept for state_dict()
+        # [ Worker shutdown ] in workers/process.py) and ends its epoch for state_dict()
         self._live_ref: weakref.ref[_LoaderIter] | None = None
-        self._progress: _Progress | None = None
         self._pool: Any = None
         self._initialized = True
 
@@ -240,7 +291,35 @@ class DataLoader(Generic[T]):
 
     @property
     def _index_sampler(self) -> Any:
+        """Whatever produces the indices: the batch sampler (the loader's or the user's), or
+        the sampler without auto-batching; None for an iterable dataset."""
         return self.batch_sampler if self.batch_sampler is not None else self.sampler
+
+    def _layout(self) -> dict[str, Any]:
+        record = layout(
+            self.dataset,
+            self._index_sampler,
+            self.batch_size,
+            self.drop_last,
+            self._iterable,
+            self.num_workers,
+            world_layout(self._index_sampler, self._ranks[1]),
+        )
+        if self._positioned:  # NOTE [ Self-positioning iterable datasets ]
+            record["dataset_length"] = int(self.dataset.total_samples)
+            record["iterable_workers"] = None
+            record["world_size"] = self._stream_world
+        return record
+
+    @property
+    def _positioned(self) -> bool:
+        return self._iterable and hasattr(self.dataset, "iter_from")
+
+    @property
+    def _stream_world(self) -> int:
+        """The world size a self-positioning dataset deals its epoch to."""
+        ranks_for = getattr(self.dataset, "ranks_for", None)
+        return int(ranks_for(self._ranks)[1]) if ranks_for is not None else self._ranks[1]
 
     def __len__(self) -> int:
         if self._iterable:
@@ -264,33 +343,37 @@ class DataLoader(Generic[T]):
         skip, self._resume_batches = self._resume_batches, 0
         if self._own_sampler and hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
-        sampler_state = _sampler_state(self.sampler)
+        sampler_state = index_source_state(self._index_sampler)
         live = self._live
         if live is not None and self._pool is not None:
             live.close()  # persistent workers serve one epoch at a time, as in PyTorch
-        it = _LoaderIter(self, epoch, skip, sampler_state)
+        streams = stream_epoch(self._index_sampler, epoch)
+        start = 0
+        if self._positioned:  # the dataset starts at a global sample itself
+            per = (self.batch_size or 1) * self._stream_world
+            start = skip * per if self._resume_samples is None else self._resume_samples
+            skip, self._resume_samples = 0, None
+            self._stream_resume = (streams, start)
+        it = _LoaderIter(self, epoch, skip, sampler_state, streams)
+        it.progress.start = start
         self._live_ref = weakref.ref(it)
-        self._progress = it.progress
         return it
 
     def _fetcher(self) -> MapFetcher | IterableFetcher:
+        fetcher: MapFetcher | IterableFetcher
         if self._iterable:
-            return IterableFetcher(
+            fetcher = IterableFetcher(
                 self.dataset, self.collate_fn, self.batch_size, self.drop_last, self.seed
             )
-        return MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
+            fetcher.resume = self._stream_resume
+        else:
+            fetcher = MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
+        fetcher.ranks = self._ranks
+        return fetcher
 
     def _tasks(self, skip: int) -> Iterator[Any]:
-        index_sampler = self._index_sampler
-        batches_from = getattr(index_sampler, "batches_from", None)
-        if batches_from is not None:
-            if self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False):
-                return batches_from(skip, as_arrays=True)
-            return batches_from(skip)
-        it = iter(index_sampler)
-        for _ in range(skip):
-            next(it, None)
-        return it
+        as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
+        return epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
 
     def _main_first(self) -> bool:
         if self.main_first_batch is not None:
@@ -330,46 +413,58 @@ class DataLoader(Generic[T]):
             >>> [b[0].tolist() for b in dl2] == [b[0].tolist() for b in it]
             True
         """
-        live = self._progress
-        if live is not None and not live.exhausted:
-            epoch, batches, sampler = live.epoch, live.yielded, live.sampler_state
-        else:
+        live = self._live
+        start = 0
+        if live is not None and self._has_more(live.progress):
+            epoch, batches, sampler = live.epoch, live.yielded, live.progress.sampler_state
+            start = live.progress.start
+        else:  # what the next iter() starts (NOTE [ Loader state and exact resume ])
             epoch, batches = self._next_epoch, self._resume_batches
-            sampler = _sampler_state(self.sampler)
-        return {
+            sampler = index_source_state(self._index_sampler)
+            start = self._resume_samples or 0
+        sampler, batches = global_state(self._index_sampler, sampler, batches)
+        state = {
             "version": STATE_VERSION,
             "seed": self.seed,
             "epoch": epoch,
             "batches": batches,
             "sampler": sampler,
+            "layout": self._layout(),
         }
+        if self._positioned:  # NOTE [ Self-positioning iterable datasets ]
+            state["samples"] = start + batches * (self.batch_size or 1) * self._stream_world
+        return state
+
+    def _has_more(self, progress: _Progress) -> bool:
+        """Whether an iterator with this progress can still yield a batch of its epoch."""
+        if progress.done:
+            return False
+        try:
+            return progress.yielded < len(self)
+        except TypeError:  # an index sampler or iterable dataset without __len__
+            return True
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``: the next ``iter()`` yields what the saved run would have."""
-        missing = {"version", "seed", "epoch", "batches", "sampler"} - set(state)
-        if missing:
-            raise ChuteValueError(
-                f"load_state_dict: state is missing {sorted(missing)}; pass a dict made by "
-                f"DataLoader.state_dict()"
-            )
-        if state["version"] != STATE_VERSION:
-            raise ChuteValueError(
-                f"load_state_dict: state version {state['version']!r} is not supported "
-                f"(expected {STATE_VERSION})"
-            )
+        """Continue from ``state``: the next ``iter()`` yields what the saved run would have.
+
+        Refuses a state taken under another layout (dataset length, batch size, drop_last,
+        sampler, workers of an iterable dataset), naming what differs.
+        """
+        check_state(state)
+        sampler_state, batches, elastic = redeal_state(self._index_sampler, state)
+        positioned = self._positioned and "samples" in state
+        if positioned:  # NOTE [ Self-positioning iterable datasets ]
+            elastic = (*elastic, "world_size", "batch_size")
+        check_layout(state["layout"], self._layout(), may_differ=elastic)
         self.close()  # persistent workers hold a fetcher with the old seed
         self._live_ref = None
-        self._progress = None
         object.__setattr__(self, "seed", int(state["seed"]))
-        if state["sampler"] is not None:
-            if not hasattr(self.sampler, "load_state_dict"):
-                raise ChuteValueError(
-                    f"load_state_dict: the state has a sampler state but the sampler "
-                    f"{type(self.sampler).__name__} has no load_state_dict"
-                )
-            self.sampler.load_state_dict(state["sampler"])
+        restore_index_source(self._index_sampler, sampler_state)
         self._next_epoch = int(state["epoch"])
-        self._resume_batches = int(state["batches"])
+        self._resume_batches = batches
+        self._resume_samples = int(state["samples"]) if positioned else None
+        if positioned:
+            self._resume_batches = 0
 
     def close(self) -> None:
         """Stop the workers (persistent ones included) and free their shared memory."""
@@ -393,21 +488,17 @@ class DataLoader(Generic[T]):
         )
 
 
-def _sampler_state(sampler: Any) -> dict[str, Any] | None:
-    get = getattr(sampler, "state_dict", None)
-    return dict(get()) if get is not None else None
-
-
 class _Progress:
     """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
 
-    __slots__ = ("epoch", "exhausted", "sampler_state", "yielded")
+    __slots__ = ("done", "epoch", "sampler_state", "start", "yielded")
 
     def __init__(self, epoch: int, yielded: int, sampler_state: Any) -> None:
         self.epoch = epoch
         self.yielded = yielded
         self.sampler_state = sampler_state
-        self.exhausted = False
+        self.done = False  # finished or closed: yields nothing more
+        self.start = 0  # global samples before this iterator (self-positioning datasets)
 
 
 def _batches(
@@ -436,14 +527,18 @@ def _batches(
 class _LoaderIter:
     """One epoch of a DataLoader; counts what it hands out so the loader can save its state."""
 
-    def __init__(self, loader: DataLoader[Any], epoch: int, skip: int, sampler_state: Any) -> None:
+    def __init__(
+        self, loader: DataLoader[Any], epoch: int, skip: int, sampler_state: Any, streams: int
+    ) -> None:
         self.loader = loader
         self.progress = _Progress(epoch, skip, sampler_state)
         self._pools: list[Any] = []
         # the epoch's order is drawn now, so iterators made one after the other each get
         # their own epoch even when the first one has not started yet
         tasks = None if loader._iterable else loader._tasks(skip)
-        self._it = _batches(loader, epoch, skip, tasks, self._pools)
+        # the random streams are keyed by `streams`: the sampler's epoch where set_epoch is
+        # used (elastic.stream_epoch), else the loader's
+        self._it = _batches(loader, streams, skip, tasks, self._pools)
 
     @property
     def epoch(self) -> int:
@@ -452,10 +547,6 @@ class _LoaderIter:
     @property
     def yielded(self) -> int:
         return self.progress.yielded
-
-    @property
-    def exhausted(self) -> bool:
-        return self.progress.exhausted
 
     def __iter__(self) -> _LoaderIter:
         return self
@@ -476,11 +567,11 @@ class _LoaderIter:
         return len(self.loader)
 
     def _finish(self) -> None:
-        self.progress.exhausted = True
         self.close()
 
     def close(self) -> None:
         """Stop this epoch: release its workers (unless persistent) and their buffers."""
+        self.progress.done = True
         it, self._it = self._it, iter(())
         close = getattr(it, "close", None)
         if close is not None:

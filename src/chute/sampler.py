@@ -10,11 +10,22 @@ fetching (or even drawing) the batches before it.
 Random samplers reshuffle on every ``iter()`` (as PyTorch's do): iterating uses the current
 ``epoch`` and then advances it. ``DistributedSampler`` follows PyTorch and keeps the same
 order until ``set_epoch`` is called.
+
+NOTE [ Fast paths are taken only for chute's own methods ]
+Two fast paths skip ``__iter__``: a chute index sampler's epoch is one NumPy array
+(``take_epoch``) that :class:`BatchSampler` slices, and the loader asks a batch sampler for
+``batches_from(start)`` (slicing at a resume point instead of iterating up to it). A subclass
+that overrides ``__iter__`` (a bucketing or grouped batch sampler, a sampler with its own
+order) must be iterated instead, so :func:`epoch_batches` and :meth:`BatchSampler.batches_from`
+decide in one place, :func:`_own_iter`: the fast path is taken only when ``type(x).__iter__``
+*is* chute's function (identity, not ``getattr``: an inherited ``take_epoch`` proves
+nothing). Overriding ``epoch_indices`` or ``batches_from`` is fine: chute's ``__iter__`` calls
+them, so the fast path and ``__iter__`` still agree.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import secrets
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any, Generic, TypeVar
@@ -22,7 +33,9 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ._lazy import loaded
+from .distributed import discover
 from .errors import ChuteTypeError, ChuteValueError
+from .order import EpochOrder
 
 __all__ = [
     "Sampler",
@@ -32,6 +45,7 @@ __all__ = [
     "WeightedRandomSampler",
     "BatchSampler",
     "DistributedSampler",
+    "epoch_batches",
     "seed_from",
 ]
 
@@ -108,7 +122,11 @@ class _EpochSampler(Sampler[int]):
         raise NotImplementedError
 
     def take_epoch(self) -> np.ndarray:
-        """The current epoch's indices; random samplers then move on to the next epoch."""
+        """The current epoch's indices; random samplers then move on to the next epoch.
+
+        This is what ``__iter__`` yields; only used in place of ``__iter__`` when that is
+        chute's own (NOTE [ Fast paths are taken only for chute's own methods ]).
+        """
         out = self.epoch_indices()
         if self._advance_on_iter:
             self.epoch += 1
@@ -282,19 +300,31 @@ class WeightedRandomSampler(_EpochSampler):
 class DistributedSampler(_EpochSampler):
     """The share of one rank in a distributed run, with PyTorch's padding and dropping rules.
 
-    Every rank gets ``num_samples`` indices; without ``drop_last`` the epoch is padded by
-    repeating its first indices so that it divides evenly, with ``drop_last`` the tail is
-    dropped. The epoch order depends on ``(seed, epoch)`` only; call :meth:`set_epoch` at the
-    start of every epoch to reshuffle, as with PyTorch.
+    The epoch is one global order, ``EpochOrder(len(dataset), seed, epoch, shuffle)``
+    (:mod:`chute.order`), the same on every rank; rank ``r`` takes its positions ``r``,
+    ``r + num_replicas``, ``r + 2 * num_replicas``, ... Every rank gets ``num_samples``
+    indices: without ``drop_last`` the epoch is padded by repeating its first samples so that
+    it divides evenly, with ``drop_last`` the tail is dropped. Call :meth:`set_epoch` at the
+    start of every epoch to reshuffle, as with PyTorch (a ``DataLoader`` with
+    ``distributed=True`` makes and advances its own).
+
+    Elastic resume: ``cursor`` is the global position where this epoch's dealing starts (0
+    for a whole epoch). The ranks then share the rest of the epoch, positions ``cursor`` to
+    the end, at whatever world size they now have; :meth:`set_epoch` with another epoch
+    clears it. See NOTE [ Elastic resume ] in ``elastic.py``.
 
     Args:
         dataset: the dataset (only its length is used).
-        num_replicas: world size (default: ``torch.distributed`` if initialised, else the
-            ``WORLD_SIZE`` environment variable, else 1).
-        rank: this process's rank (same defaults, with ``RANK``).
+        num_replicas: world size (default: from :func:`chute.distributed.discover`: the
+            process group, torchrun, JAX or SLURM).
+        rank: this process's rank (same default).
         shuffle: shuffle the epoch.
         seed: the seed, the same on every rank.
         drop_last: drop the tail instead of padding.
+
+    Raises:
+        ChuteValueError: ``num_replicas`` or ``rank`` is missing and no distributed run is
+            found, or the environment is half-set.
 
     Example:
         >>> [list(DistributedSampler(range(5), 2, r, shuffle=False)) for r in (0, 1)]
@@ -314,7 +344,11 @@ class DistributedSampler(_EpochSampler):
             world, me = _distributed_defaults()
             num_replicas = world if num_replicas is None else num_replicas
             rank = me if rank is None else rank
-        if not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
+        if (
+            not isinstance(num_replicas, (int, np.integer))
+            or isinstance(num_replicas, bool)
+            or num_replicas < 1
+        ):
             raise ChuteValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
         if not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
             raise ChuteValueError(
@@ -327,44 +361,87 @@ class DistributedSampler(_EpochSampler):
         self.seed = int(seed)
         self.drop_last = drop_last
         self.epoch = 0
+        self.cursor = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose order the next ``iter()`` yields (another epoch clears the
+        resume cursor)."""
+        if int(epoch) != self.epoch:
+            self.cursor = 0
+        self.epoch = int(epoch)
+
+    @staticmethod
+    def share(n: int, cursor: int, num_replicas: int, drop_last: bool) -> int:
+        """How many indices each of ``num_replicas`` ranks gets from ``cursor`` to the end of
+        an epoch of ``n``: the rest padded up to a multiple of the world size, or cut down.
+
+        Example:
+            >>> DistributedSampler.share(10, 4, 4, False), DistributedSampler.share(10, 4, 4, True)
+            (2, 1)
+        """
+        rest = max(n - cursor, 0)
+        return rest // num_replicas if drop_last else -(-rest // num_replicas)
 
     @property
     def num_samples(self) -> int:
-        n = len(self.dataset)
-        if self.drop_last and n % self.num_replicas:
-            return math.ceil((n - self.num_replicas) / self.num_replicas)
-        return math.ceil(n / self.num_replicas)
+        """How many indices each rank gets from the cursor to the end of the epoch."""
+        return self.share(len(self.dataset), self.cursor, self.num_replicas, self.drop_last)
 
     @property
     def total_size(self) -> int:
         return self.num_samples * self.num_replicas
 
+    def positions(self, rank: int | None = None) -> np.ndarray:
+        """The global positions of ``rank``'s share (this rank by default), past ``n`` for
+        padding."""
+        me = self.rank if rank is None else rank
+        steps = np.arange(self.num_samples, dtype=np.int64)
+        return self.cursor + me + self.num_replicas * steps
+
     def epoch_indices(self) -> np.ndarray:
         n = len(self.dataset)
-        if self.shuffle:
-            order = _epoch_rng(self.seed, self.epoch).permutation(n).astype(np.int64)
-        else:
-            order = np.arange(n, dtype=np.int64)
-        total = self.total_size
-        if total > n:
-            order = np.resize(order, total) if n else order
-        else:
-            order = order[:total]
-        return order[self.rank : total : self.num_replicas]
+        if n == 0:
+            return np.empty(0, np.int64)
+        order = EpochOrder(n, self.seed, self.epoch, self.shuffle)
+        return order.at(self.positions() % n)
+
+    def cursor_after(self, consumed: int) -> int:
+        """The global cursor once every rank has taken ``consumed`` indices of its share."""
+        return self.cursor + min(int(consumed), self.num_samples) * self.num_replicas
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"seed", "epoch", "cursor"}``: the same on every rank."""
+        return {"seed": self.seed, "epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (a state without a cursor starts at 0)."""
+        cursor = state.get("cursor", 0)
+        n = len(self.dataset)
+        if (
+            not isinstance(cursor, (int, np.integer))
+            or isinstance(cursor, bool)
+            or not (0 <= cursor <= n)
+        ):
+            raise ChuteValueError(
+                f"DistributedSampler.load_state_dict: cursor must be an int in [0, {n}] (the "
+                f"dataset's length), got cursor={cursor!r}"
+            )
+        super().load_state_dict(state)
+        self.cursor = int(cursor)
 
     def __len__(self) -> int:
         return self.num_samples
 
 
 def _distributed_defaults() -> tuple[int, int]:
-    torch = loaded("torch")
-    if torch is not None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size(), dist.get_rank()
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    info = discover()
+    if info.source == "single":
+        raise ChuteValueError(
+            "DistributedSampler found no distributed run (no torch.distributed process "
+            "group, no torchrun RANK/WORLD_SIZE, no JAX processes, no SLURM_PROCID/"
+            "SLURM_NTASKS): launch with torchrun or pass num_replicas= and rank="
+        )
+    return info.world_size, info.rank
 
 
 class BatchSampler(Sampler[list[int]]):
@@ -391,9 +468,9 @@ class BatchSampler(Sampler[list[int]]):
         int64 array slice (no list is built), which the loader hands to datasets that accept
         them. Other samplers give lists either way.
         """
-        take = getattr(self.sampler, "take_epoch", None)
-        if take is not None:
-            return self._slices(take(), start, as_list=not as_arrays)
+        sampler: Any = self.sampler
+        if _own_iter(sampler, _EpochSampler):
+            return self._slices(sampler.take_epoch(), start, as_list=not as_arrays)
         return self._generic(start)
 
     def _slices(self, order: np.ndarray, start: int, as_list: bool = True) -> Iterator[Any]:
@@ -422,3 +499,28 @@ class BatchSampler(Sampler[list[int]]):
         if self.drop_last:
             return n // self.batch_size
         return (n + self.batch_size - 1) // self.batch_size
+
+
+def _own_iter(obj: Any, cls: type[Any]) -> bool:
+    """True when ``obj`` is a ``cls`` iterated by ``cls.__iter__`` itself: the one test of
+    NOTE [ Fast paths are taken only for chute's own methods ]."""
+    mine: Any = type(obj)
+    return isinstance(obj, cls) and mine.__iter__ is cls.__iter__
+
+
+def epoch_batches(
+    index_sampler: Iterable[Any], start: int = 0, as_arrays: bool = False
+) -> Iterator[Any]:
+    """What ``iter(index_sampler)`` yields, from item number ``start`` on.
+
+    A chute :class:`BatchSampler` (``__iter__`` not overridden) slices its epoch at ``start``
+    (with ``as_arrays``, int64 array slices); anything else is iterated, skipping ``start``
+    items. ``iter()`` is called now, so the epoch's order is drawn now.
+
+    Example:
+        >>> list(epoch_batches(BatchSampler(range(5), 2, False), 1))
+        [[2, 3], [4]]
+    """
+    if _own_iter(index_sampler, BatchSampler):
+        return index_sampler.batches_from(start, as_arrays=as_arrays)  # type: ignore[attr-defined]
+    return itertools.islice(iter(index_sampler), start, None)

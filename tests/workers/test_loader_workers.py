@@ -84,6 +84,38 @@ def test_iterable_dataset_through_the_loader(leaks):
     assert {r[1] for r in rows} == {0, 1}  # both workers contributed their shard
 
 
+def test_iterable_resume_needs_the_same_worker_count(leaks):
+    def loader(workers):
+        return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)
+
+    run = loader(2)
+    it = iter(run)
+    taken = [next(it).tolist() for _ in range(2)]
+    state = json.loads(json.dumps(run.state_dict()))
+    del it
+    for other in (0, 3):
+        with pytest.raises(ValueError) as info:
+            loader(other).load_state_dict(state)
+        assert str(info.value) == (
+            "load_state_dict: the state was taken under another layout, and resuming would lose "
+            "or repeat samples; build the loader as the saved one was. Differences: the number "
+            "of workers of an iterable dataset (each iterates its own copy): iterable_workers=2 "
+            f"in the state, {max(other, 1)} in this loader"
+        )
+    again = loader(2)
+    again.load_state_dict(state)
+    rest = [b.tolist() for b in again]
+    assert sorted(r[0] for b in taken + rest for r in b) == list(range(17))
+    alone = loader(1)  # 0 and 1 worker iterate the same one copy
+    it = iter(alone)
+    taken = [next(it).tolist()]
+    state = alone.state_dict()
+    del it
+    single = loader(0)
+    single.load_state_dict(state)
+    assert taken + [b.tolist() for b in single] == [b.tolist() for b in loader(0)]
+
+
 def test_early_break_del_and_persistent_epochs_through_the_loader(leaks):
     dl = DataLoader(RandomCrops(40), batch_size=4, num_workers=2, persistent_workers=True)
     for _ in range(20):
@@ -115,7 +147,8 @@ def test_breaking_out_stops_the_workers_while_the_loader_lives(leaks):
     state = dl.state_dict()
     del it
     assert live_children() == []
-    assert state["batches"] == 1 and dl.state_dict() == state
+    assert state["batches"] == 1  # a dropped iterator's epoch is over: the next one is due
+    assert (dl.state_dict()["epoch"], dl.state_dict()["batches"]) == (state["epoch"] + 1, 0)
 
 
 def test_get_worker_info_is_none_in_the_main_process():

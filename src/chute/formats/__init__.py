@@ -9,9 +9,13 @@ from __future__ import annotations
 from .arrow import ArrowDataset
 from .parquet import ParquetDataset
 from .parquet_writer import write_parquet
+from .webdataset import WebDataset
+from .write import write_webdataset
 
 __all__ = [
     "ArrowDataset",
     "ParquetDataset",
+    "WebDataset",
     "write_parquet",
+    "write_webdataset",
 ]

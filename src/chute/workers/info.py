@@ -28,29 +28,50 @@ class WorkerInfo:
         seed: the worker's seed (``random``, NumPy's global generator and torch are seeded
             with it in process workers).
         dataset: the worker's copy of the dataset (the object itself in thread workers).
+        rank: the rank of the loader's process in a distributed run (0 outside one).
+        world_size: how many ranks the run has (1 outside one).
+        shard: this worker's number among all workers of all ranks,
+            ``rank * num_workers + id``.
+        num_shards: all workers of all ranks, ``world_size * num_workers``.
 
     Example:
-        An iterable dataset that gives every worker its own share of the items:
+        An iterable dataset that gives every worker of every rank its own share of the items:
 
         >>> class Numbers:
         ...     def __iter__(self):
         ...         info = get_worker_info()
         ...         if info is None:  # main process: everything
         ...             return iter(range(10))
-        ...         return iter(range(info.id, 10, info.num_workers))
+        ...         return iter(range(info.shard, 10, info.num_shards))
         >>> list(Numbers())
         [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        >>> info = WorkerInfo(1, 2, seed=0, dataset=None, rank=3, world_size=4)
+        >>> info.shard, info.num_shards
+        (7, 8)
     """
 
     id: int
     num_workers: int
     seed: int
     dataset: Any
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def shard(self) -> int:
+        """This worker's number among all workers of all ranks: ``rank * num_workers + id``."""
+        return self.rank * self.num_workers + self.id
+
+    @property
+    def num_shards(self) -> int:
+        """How many workers all ranks run together: ``world_size * num_workers``."""
+        return self.world_size * self.num_workers
 
     def __repr__(self) -> str:
+        ranks = f", rank={self.rank}, world_size={self.world_size}" if self.world_size > 1 else ""
         return (
             f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed}, "
-            f"dataset={type(self.dataset).__name__})"
+            f"dataset={type(self.dataset).__name__}{ranks})"
         )
 
 

@@ -202,9 +202,13 @@ class WorkerPool:
         """
         if self._backend is None:
             dataset = getattr(self.fetcher, "dataset", None)
-            infos = [
-                WorkerInfo(k, self.num_workers, worker_seed(self.base_seed, epoch, k), dataset)
-                for k in range(self.num_workers)
+            rank, world = getattr(self.fetcher, "ranks", (0, 1))  # the loader's ranks
+            n = self.num_workers
+            infos = [  # seeded by the worker's shard: no two ranks share a worker seed
+                WorkerInfo(
+                    k, n, worker_seed(self.base_seed, epoch, rank * n + k), dataset, rank, world
+                )
+                for k in range(n)
             ]
             backend: ProcessBackend | ThreadBackend
             if self.worker_type == "thread":
