@@ -67,19 +67,29 @@ def _build_parser() -> argparse.ArgumentParser:
         "--num-workers", type=int, default=2, help="DataLoader workers (default 2; 0 is also timed)"
     )
     m.add_argument("--batch-size", type=int, default=64)
+
+    from .cli_pack import add_pack_command
+
+    add_pack_command(sub)  # chute pack: cli_pack.py
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chute`` command; return the exit status."""
     args = _build_parser().parse_args(argv)
-    handler = {"download": _download, "info": _info, "show": _show, "demo": _demo}
+    handler = {"download": _download, "info": _info, "show": _show, "demo": _demo, "pack": _pack}
     try:
         handler[args.command](args)
     except ChuteError as exc:
         print(f"chute {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pack(args: argparse.Namespace) -> None:
+    from .cli_pack import run
+
+    run(args)
 
 
 def _root(args: argparse.Namespace) -> Path:
