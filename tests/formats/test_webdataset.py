@@ -376,3 +376,11 @@ def test_a_state_from_another_dataset_is_refused(tmp_path, cache):
         r"this loader",
     ):
         dl2.load_state_dict(state)
+
+
+def test_len_of_a_loader_is_the_ranks_share(tmp_path, cache):
+    urls, _ = _write_local(tmp_path, 2, 5)  # 10 samples
+    ds = WebDataset(urls, cache_dir=cache)
+    assert len(chute.DataLoader(ds, batch_size=2)) == 5
+    assert len(chute.DataLoader(ds, batch_size=2, distributed=(1, 3), seed=0)) == 2  # ceil(4/2)
+    assert len(chute.DataLoader(ds, batch_size=3, distributed=(0, 3), drop_last=True, seed=0)) == 1

@@ -283,6 +283,8 @@ class WebDataset:
                 last = {s: k for k, s in enumerate(horizon)}  # last use within the horizon
                 reader.prefetch(horizon)
                 for k, (gi, s, m) in enumerate(zip(g.tolist(), todo, members.tolist())):
+                    if s not in reader.open:  # keep `prefetch` shards on the way
+                        reader.prefetch(horizon[k:])
                     sample = reader.read(s, m)
                     if last[s] == k:
                         reader.release(s)  # not needed again soon: the cache may evict it
