@@ -124,6 +124,7 @@ def test_weights_changed_when_resuming_apply_from_there_on(stop: int, w1: list[i
     it = iter(run)  # kept alive: a dropped iterator ends its epoch
     before = [next(it)[0].tolist() for _ in range(stop)]
     state = run.state_dict()
+    del it
     resumed_mix = mix()
     resumed_mix.set_weights(w1, epoch=state["epoch"], position=state["batches"] * batch)
     resumed = DataLoader(resumed_mix, batch_size=batch)

@@ -306,7 +306,7 @@ class DataLoader(Generic[T]):
             world_layout(self._index_sampler, self._ranks[1]),
         )
         if self._positioned:  # NOTE [ Self-positioning iterable datasets ]
-            record["dataset_length"] = int(self.dataset.total_samples)
+            record["dataset_length"] = self._stream_total()
             record["iterable_workers"] = None
             record["world_size"] = self._stream_world
         return record
@@ -315,6 +315,12 @@ class DataLoader(Generic[T]):
     def _positioned(self) -> bool:
         return self._iterable and hasattr(self.dataset, "iter_from")
 
+    def _stream_total(self) -> int | None:
+        """All ranks' samples in an epoch of a self-positioning dataset (``total_samples``)."""
+        if not self._positioned or not hasattr(type(self.dataset), "total_samples"):
+            return None
+        return int(self.dataset.total_samples)
+
     @property
     def _stream_world(self) -> int:
         """The world size a self-positioning dataset deals its epoch to."""
@@ -322,7 +328,10 @@ class DataLoader(Generic[T]):
         return int(ranks_for(self._ranks)[1]) if ranks_for is not None else self._ranks[1]
 
     def __len__(self) -> int:
-        if self._iterable:
+        total = self._stream_total()
+        if total is not None:  # a self-positioning dataset: its share under this loader's ranks
+            n = -(-total // self._stream_world)
+        elif self._iterable:
             try:
                 n = len(self.dataset)
             except TypeError:
@@ -330,6 +339,7 @@ class DataLoader(Generic[T]):
                     f"len() of a DataLoader over {type(self.dataset).__name__}: the iterable "
                     f"dataset has no __len__"
                 ) from None
+        if self._iterable:
             if self.batch_size is None:
                 return n
             full, rest = divmod(n, self.batch_size)

@@ -376,3 +376,26 @@ def test_a_state_from_another_dataset_is_refused(tmp_path, cache):
         r"this loader",
     ):
         dl2.load_state_dict(state)
+
+
+def test_len_of_a_loader_is_the_ranks_share(tmp_path, cache):
+    urls, _ = _write_local(tmp_path, 2, 5)  # 10 samples
+    ds = WebDataset(urls, cache_dir=cache)
+    assert len(chute.DataLoader(ds, batch_size=2)) == 5
+    assert len(chute.DataLoader(ds, batch_size=2, distributed=(1, 3), seed=0)) == 2  # ceil(4/2)
+    assert len(chute.DataLoader(ds, batch_size=3, distributed=(0, 3), drop_last=True, seed=0)) == 1
+
+
+def test_torch_dataloader_workers_share_the_epoch(tmp_path, cache):
+    torch = pytest.importorskip("torch")
+    urls, _ = _write_local(tmp_path, 3, 4)
+    ds = WebDataset(urls, cache_dir=cache, transform=_keys_only)
+    ds.set_epoch(1)
+
+    class Wrapped(torch.utils.data.IterableDataset):  # what torch's loader needs to see
+        def __iter__(self):
+            return iter(ds)
+
+    loader = torch.utils.data.DataLoader(Wrapped(), batch_size=None, num_workers=2)
+    keys = [s["__key__"] for s in loader]
+    assert len(keys) == len(set(keys)) == 12

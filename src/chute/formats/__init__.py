@@ -1,7 +1,8 @@
 """Shard and table formats: Parquet, Arrow and WebDataset tar, plus writers.
 
 Nothing here imports pyarrow or fsspec at import time; each reader imports them when first
-used and names the ``formats`` extra when they are missing.
+used and names the extra to install when they are missing (``formats`` for pyarrow, ``remote``
+for fsspec, s3fs and aiohttp).
 """
 
 from __future__ import annotations

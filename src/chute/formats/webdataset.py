@@ -226,9 +226,13 @@ class WebDataset:
     def __iter__(self) -> Iterator[Any]:
         """The epoch's samples for this rank and worker (outside chute's DataLoader, workers
         take every ``num_workers``-th sample of the rank's share)."""
+        from .._lazy import loaded
         from ..workers.info import get_worker_info
 
         info = get_worker_info()
+        torch = loaded("torch")
+        if info is None and torch is not None:  # a torch DataLoader's worker
+            info = torch.utils.data.get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         seed = 0 if self.seed is None else self.seed
         epoch = self._epoch if self._epoch is not None else 0
@@ -283,6 +287,8 @@ class WebDataset:
                 last = {s: k for k, s in enumerate(horizon)}  # last use within the horizon
                 reader.prefetch(horizon)
                 for k, (gi, s, m) in enumerate(zip(g.tolist(), todo, members.tolist())):
+                    if s not in reader.open:  # keep `prefetch` shards on the way
+                        reader.prefetch(horizon[k:])
                     sample = reader.read(s, m)
                     if last[s] == k:
                         reader.release(s)  # not needed again soon: the cache may evict it

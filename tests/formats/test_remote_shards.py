@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 
 import pytest
 from shard_servers import CountingMotoServer, ShardHTTPServer, all_keys, flat, make_shards
@@ -246,3 +247,39 @@ def test_s3_missing_object_names_the_url(s3, tmp_path):
                 storage_options=_s3_options(s3),
             )
         )
+
+
+def test_the_next_shards_are_downloaded_while_the_current_one_is_read(http, files, tmp_path):
+    urls = http.url + PATTERN
+    WebDataset(urls, cache_dir=str(tmp_path)).sample_counts()  # a node that indexed them once
+    for name in _cache_files(tmp_path):
+        os.unlink(tmp_path / name)  # ... and has evicted their data since
+    http.gets.clear()
+    ds = WebDataset(urls, cache_dir=str(tmp_path), transform=_keys, buffer_size=6, prefetch=2)
+    it = iter(chute.DataLoader(ds, batch_size=2, seed=7))
+    first = flat([next(it), next(it)])  # the second batch starts the second lookahead block
+    needed = {f"/shard-{int(k[1:4]):03d}.tar" for k in first}
+    deadline = time.monotonic() + 20
+    while len(http.gets) <= len(needed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(http.gets) > needed  # a shard not read yet is already on its way
+    rest = flat(list(it))
+    assert sorted(first + rest) == sorted(all_keys(files))
+    assert dict(http.gets) == {path: 1 for path in files}
+
+
+def test_prefetcher_holds_what_it_fetched_until_taken(http, tmp_path):
+    from chute.formats.cache import Prefetcher
+
+    cache = ShardCache(str(tmp_path))
+    p = Prefetcher(cache, ahead=2)
+    urls = [http.url + f"/shard-00{i}.tar" for i in range(3)]
+    p.want(urls)  # only the first two: at most `ahead` held
+    deadline = time.monotonic() + 20
+    while len(_cache_files(tmp_path)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_cache_files(tmp_path)) == 2 and http.gets["/shard-002.tar"] == 0
+    lease = p.get(urls[0])
+    assert os.path.exists(lease.path)
+    lease.close()
+    p.close()
