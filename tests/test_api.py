@@ -12,6 +12,7 @@ EXPECTED_ALL = [
     "__version__",
     "distributed",
     "errors",
+    "formats",
     "order",
     "rng",
     "ChuteError",
@@ -22,6 +23,7 @@ EXPECTED_ALL = [
     "ChainDataset",
     "Subset",
     "StackDataset",
+    "MixDataset",
     "random_split",
     "StackedSamples",
     "Sampler",
@@ -66,10 +68,12 @@ CHUTE_ONLY = {
     "__version__",
     "distributed",
     "errors",
+    "formats",
     "order",
     "rng",
     "ChuteError",
     "StackedSamples",
+    "MixDataset",
     "WorkerInfo",
 }
 

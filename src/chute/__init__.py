@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from . import distributed, errors, order, rng
+from . import distributed, errors, formats, order, rng
 from .collate import default_collate, default_convert
 from .dataset import (
     ChainDataset,
@@ -25,6 +25,7 @@ from .dataset import (
 )
 from .errors import ChuteError
 from .loader import DataLoader
+from .mix import MixDataset
 from .sampler import (
     BatchSampler,
     DistributedSampler,
@@ -43,6 +44,7 @@ __all__ = [
     "__version__",
     "distributed",
     "errors",
+    "formats",
     "order",
     "rng",
     "ChuteError",
@@ -53,6 +55,7 @@ __all__ = [
     "ChainDataset",
     "Subset",
     "StackDataset",
+    "MixDataset",
     "random_split",
     "StackedSamples",
     "Sampler",

@@ -19,6 +19,9 @@ _EXTRA = {
     "matplotlib": "viz",
     "matplotlib.pyplot": "viz",
     "tqdm": "progress",
+    "fsspec": "remote",
+    "s3fs": "remote",
+    "aiohttp": "remote",
 }
 
 

@@ -129,8 +129,22 @@ def _add_demo(sub: Any) -> None:
 
 _OUT_HELP = "image to write; the suffix names the format (.png, .jpg, .pdf, .svg, ...)"
 
+
 #: The subcommands, each a function that registers one subparser (NOTE [ Command errors ]).
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_download, _add_info, _add_show, _add_demo]
+def _add_pack(sub: Any) -> None:
+    from .cli_pack import add_pack_command
+
+    add_pack_command(sub)  # chute pack: cli_pack.py
+    sub.choices["pack"].set_defaults(run=_pack)
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_download,
+    _add_info,
+    _add_show,
+    _add_demo,
+    _add_pack,
+]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -172,6 +186,12 @@ def _check_out(args: argparse.Namespace) -> None:
     from .vision.plot import figure_format
 
     figure_format(args.out)
+
+
+def _pack(args: argparse.Namespace) -> None:
+    from .cli_pack import run
+
+    run(args)
 
 
 def _root(args: argparse.Namespace) -> Path:

@@ -8,6 +8,7 @@ main process and any worker produce the same batch for the same ``(indices, epoc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,15 @@ import numpy as np
 from . import rng
 from .errors import ChuteValueError, CollateError
 
-__all__ = ["FailedBatch", "MapFetcher", "IterableFetcher", "Keyed", "fetch_or_fail", "keyed"]
+__all__ = [
+    "FailedBatch",
+    "IterableFetcher",
+    "Keyed",
+    "MapFetcher",
+    "StreamLayout",
+    "fetch_or_fail",
+    "keyed",
+]
 
 
 class Keyed:
@@ -151,6 +160,40 @@ class MapFetcher:
         self._getitems = getattr(self.dataset, "__getitems__", None)
 
 
+@dataclass(frozen=True)
+class StreamLayout:
+    """What the loader tells an iterable dataset that positions its own stream.
+
+    A dataset with an ``iter_from(layout)`` method (``chute.formats.WebDataset``) is iterated
+    with it instead of ``iter()``: it yields the samples of the loader batches ``worker``,
+    ``worker + num_workers``, ... (so the output is the same for any number of workers), from
+    the epoch's global sample ``start`` on (a resume point, valid at any world size; see NOTE
+    [ Self-positioning iterable datasets ] in ``loader.py``).
+
+    Attributes:
+        seed: the loader seed.
+        epoch: the epoch.
+        batch_size: samples per batch (None: no auto-batching).
+        drop_last: whether the loader drops a last, smaller batch.
+        worker: this worker's id (0 without workers).
+        num_workers: the loader's workers (1 without workers).
+        start: samples of the epoch all ranks together consumed before this iterator.
+        rank: the loader's rank (``distributed=``; 0 otherwise).
+        world_size: the loader's world size (1 when the loader is not distributed: the
+            dataset may then find the ranks itself).
+    """
+
+    seed: int
+    epoch: int
+    batch_size: int | None
+    drop_last: bool
+    worker: int
+    num_workers: int
+    start: int
+    rank: int = 0
+    world_size: int = 1
+
+
 class IterableFetcher:
     """Iterate an iterable dataset and batch it (``batch_size=None``: one sample at a time).
 
@@ -179,6 +222,8 @@ class IterableFetcher:
         self.drop_last = drop_last
         self.seed = seed
         self.ranks = (0, 1)
+        # (epoch, start): a dataset with iter_from starts that epoch at global sample start
+        self.resume: tuple[int, int] | None = None
 
     def batches(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
@@ -201,7 +246,17 @@ class IterableFetcher:
         per = size or 1
         worker, workers = _shard_position(self.ranks)
         with rng.epoch_scope(self.seed, epoch):
-            it = iter(self.dataset)
+            iter_from = getattr(self.dataset, "iter_from", None)
+            if iter_from is not None:  # it positions itself (and keys its own streams)
+                start = self.resume[1] if self.resume and self.resume[0] == epoch else 0
+                info = _worker_info()
+                w, nw = (0, 1) if info is None else (info.id, info.num_workers)
+                layout = StreamLayout(
+                    self.seed, epoch, size, self.drop_last, w, nw, start, *self.ranks
+                )
+                it = iter(iter_from(layout))
+            else:
+                it = iter(self.dataset)
         made = 0
         pos = 0
         while True:
@@ -243,10 +298,14 @@ def _shown(indices: Any, most: int = 16) -> str:
     return str(head) if len(indices) <= most else f"{str(head)[:-1]}, ...] ({len(indices)} in all)"
 
 
+def _worker_info() -> Any:
+    from .workers.info import get_worker_info
+
+    return get_worker_info()
+
+
 def _shard_position(ranks: tuple[int, int]) -> tuple[int, int]:
     """``(shard, number of shards)`` of the code running now: ``WorkerInfo.shard`` and
     ``num_shards`` in a worker, the loader's ``(rank, world_size)`` outside workers."""
-    from .workers.info import get_worker_info
-
-    info = get_worker_info()
+    info = _worker_info()
     return ranks if info is None else (info.shard, info.num_shards)

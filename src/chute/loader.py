@@ -2,6 +2,19 @@
 
 What ``state_dict()`` holds, which epoch it describes and what ``load_state_dict`` checks:
 NOTE [ Loader state and exact resume ] in ``state.py``.
+
+NOTE [ Self-positioning iterable datasets ]
+An iterable dataset with ``iter_from(layout)`` (``chute.formats.WebDataset``) is not iterated
+blind: the fetcher hands it a :class:`~chute.fetch.StreamLayout` (seed, epoch, batch size,
+worker, the loader's ranks, and where to start), and worker ``w`` of ``n`` yields the loader
+batches ``w, w + n, ...`` of its rank, so the output is the same for any number of workers.
+Its progress is a count of global samples, the same on every rank: ``state_dict()`` adds
+``"samples"`` (``start + batches * batch_size * world_size``, the world size being the one
+the dataset deals its epoch to, ``dataset.ranks_for(loader ranks)``), and the layout records
+the dataset's ``total_samples`` (all ranks' epoch) as its length and no worker count.
+``load_state_dict`` lets the world size, batch size and workers differ, and the next
+``iter()`` tells the dataset to start at ``"samples"``: nothing before it is read, and every
+remaining sample is dealt once to the new ranks.
 """
 
 from __future__ import annotations
@@ -268,6 +281,8 @@ class DataLoader(Generic[T]):
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
+        self._resume_samples: int | None = None  # NOTE [ Self-positioning iterable datasets ]
+        self._stream_resume: tuple[int, int] | None = None
         # the latest iterator, held weakly: dropping it stops its workers at once (NOTE
         # [ Worker shutdown ] in workers/process.py) and ends its epoch for state_dict()
         self._live_ref: weakref.ref[_LoaderIter] | None = None
@@ -298,7 +313,7 @@ class DataLoader(Generic[T]):
         return self.batch_sampler if self.batch_sampler is not None else self.sampler
 
     def _layout(self) -> dict[str, Any]:
-        return layout(
+        record = layout(
             self.dataset,
             self._index_sampler,
             self.batch_size,
@@ -307,9 +322,33 @@ class DataLoader(Generic[T]):
             self.num_workers,
             world_layout(self._index_sampler, self._ranks[1]),
         )
+        if self._positioned:  # NOTE [ Self-positioning iterable datasets ]
+            record["dataset_length"] = self._stream_total()
+            record["iterable_workers"] = None
+            record["world_size"] = self._stream_world
+        return record
+
+    @property
+    def _positioned(self) -> bool:
+        return self._iterable and hasattr(self.dataset, "iter_from")
+
+    def _stream_total(self) -> int | None:
+        """All ranks' samples in an epoch of a self-positioning dataset (``total_samples``)."""
+        if not self._positioned or not hasattr(type(self.dataset), "total_samples"):
+            return None
+        return int(self.dataset.total_samples)
+
+    @property
+    def _stream_world(self) -> int:
+        """The world size a self-positioning dataset deals its epoch to."""
+        ranks_for = getattr(self.dataset, "ranks_for", None)
+        return int(ranks_for(self._ranks)[1]) if ranks_for is not None else self._ranks[1]
 
     def __len__(self) -> int:
-        if self._iterable:
+        total = self._stream_total()
+        if total is not None:  # a self-positioning dataset: its share under this loader's ranks
+            n = -(-total // self._stream_world)
+        elif self._iterable:
             try:
                 n = len(self.dataset)
             except TypeError:
@@ -317,6 +356,7 @@ class DataLoader(Generic[T]):
                     f"len() of a DataLoader over {type(self.dataset).__name__}: the iterable "
                     f"dataset has no __len__"
                 ) from None
+        if self._iterable:
             if self.batch_size is None:
                 return n
             full, rest = divmod(n, self.batch_size)
@@ -335,7 +375,14 @@ class DataLoader(Generic[T]):
         if live is not None and self._pool is not None:
             live.close()  # persistent workers serve one epoch at a time, as in PyTorch
         streams = stream_epoch(self._index_sampler, epoch)
+        start = 0
+        if self._positioned:  # the dataset starts at a global sample itself
+            per = (self.batch_size or 1) * self._stream_world
+            start = skip * per if self._resume_samples is None else self._resume_samples
+            skip, self._resume_samples = 0, None
+            self._stream_resume = (streams, start)
         it = _LoaderIter(self, epoch, skip, sampler_state, streams)
+        it.progress.start = start
         self._live_ref = weakref.ref(it)
         return it
 
@@ -345,6 +392,7 @@ class DataLoader(Generic[T]):
             fetcher = IterableFetcher(
                 self.dataset, self.collate_fn, self.batch_size, self.drop_last, self.seed
             )
+            fetcher.resume = self._stream_resume
         else:
             fetcher = MapFetcher(self.dataset, self.collate_fn, self._auto_collation, self.seed)
         fetcher.ranks = self._ranks
@@ -394,13 +442,16 @@ class DataLoader(Generic[T]):
             True
         """
         live = self._live
+        start = 0
         if live is not None and self._has_more(live.progress):
             epoch, batches, sampler = live.epoch, live.yielded, live.progress.sampler_state
+            start = live.progress.start
         else:  # what the next iter() starts (NOTE [ Loader state and exact resume ])
             epoch, batches = self._next_epoch, self._resume_batches
             sampler = index_source_state(self._index_sampler)
+            start = self._resume_samples or 0
         sampler, batches = global_state(self._index_sampler, sampler, batches)
-        return {
+        state = {
             "version": STATE_VERSION,
             "seed": self.seed,
             "epoch": epoch,
@@ -408,6 +459,9 @@ class DataLoader(Generic[T]):
             "sampler": sampler,
             "layout": self._layout(),
         }
+        if self._positioned:  # NOTE [ Self-positioning iterable datasets ]
+            state["samples"] = start + batches * (self.batch_size or 1) * self._stream_world
+        return state
 
     def _has_more(self, progress: _Progress) -> bool:
         """Whether an iterator with this progress can still yield a batch of its epoch."""
@@ -426,6 +480,9 @@ class DataLoader(Generic[T]):
         """
         check_state(state)
         sampler_state, batches, elastic = redeal_state(self._index_sampler, state)
+        positioned = self._positioned and "samples" in state
+        if positioned:  # NOTE [ Self-positioning iterable datasets ]
+            elastic = (*elastic, "world_size", "batch_size")
         check_layout(state["layout"], self._layout(), may_differ=elastic)
         self.close()  # persistent workers hold a fetcher with the old seed
         self._live_ref = None
@@ -433,6 +490,9 @@ class DataLoader(Generic[T]):
         restore_index_source(self._index_sampler, sampler_state)
         self._next_epoch = int(state["epoch"])
         self._resume_batches = batches
+        self._resume_samples = int(state["samples"]) if positioned else None
+        if positioned:
+            self._resume_batches = 0
 
     def close(self) -> None:
         """Stop the workers (persistent ones included) and free their shared memory."""
@@ -459,13 +519,14 @@ class DataLoader(Generic[T]):
 class _Progress:
     """How far an epoch's iterator got; shared by the iterator and its loader (for state)."""
 
-    __slots__ = ("done", "epoch", "sampler_state", "yielded")
+    __slots__ = ("done", "epoch", "sampler_state", "start", "yielded")
 
     def __init__(self, epoch: int, yielded: int, sampler_state: Any) -> None:
         self.epoch = epoch
         self.yielded = yielded
         self.sampler_state = sampler_state
         self.done = False  # finished or closed: yields nothing more
+        self.start = 0  # global samples before this iterator (self-positioning datasets)
 
 
 def _batches(
