@@ -256,6 +256,54 @@ def test_not_a_list_of_samples() -> None:
         chute.default_collate([])
 
 
+@pytest.mark.parametrize(
+    "array",
+    [np.arange(5), np.arange(12.0).reshape(3, 4), np.array([True, False]), np.ones((2, 1, 3))],
+    ids=["1d", "2d", "bool", "3d"],
+)
+def test_an_array_is_a_batch_of_its_rows_like_torch(array: np.ndarray) -> None:
+    theirs = torch_collate(array)
+    ours = chute.default_collate(array)
+    assert isinstance(ours, np.ndarray) and ours is not array
+    np.testing.assert_array_equal(ours, theirs.numpy())
+    assert ours.dtype == theirs.numpy().dtype
+
+
+def test_arrays_of_strings_and_objects_like_torch() -> None:
+    words = np.array(["a", "b", "c"])
+    assert chute.default_collate(words) is words
+    assert torch_collate(words) is words
+    for bad in (np.array([[["a", "b", "c"]]]), np.array([object(), object()])):
+        with pytest.raises(TypeError):
+            torch_collate(bad)
+        with pytest.raises(CollateError):
+            chute.default_collate(bad)
+    with pytest.raises(CollateError) as info:
+        chute.default_collate(np.array([[["a", "b"]]]))
+    assert str(info.value) == (
+        "default_collate: batch must contain arrays, tensors, numbers, dicts or lists; found "
+        "an array of dtype <U1"
+    )
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_nested_and_sparse_tensors_are_refused_with_torchs_words() -> None:
+    nested = [torch.nested.nested_tensor([torch.randn(5)]) for _ in range(2)]
+    sparse = [torch.eye(2).to_sparse() for _ in range(2)]
+    for kind, batch in (("nested", nested), ("sparse", sparse)):
+        with pytest.raises(RuntimeError, match="not currently supported by the default collate_fn"):
+            torch_collate(batch)
+        with pytest.raises(RuntimeError) as info:
+            chute.default_collate([{"x": t} for t in batch])
+        assert str(info.value) == (
+            f"Batches of {kind} tensors are not currently supported by the default collate_fn; "
+            f"please provide a custom collate_fn to handle them appropriately "
+            f"(default_collate at ['x'])"
+        )
+    loader = chute.DataLoader(nested, batch_size=1, collate_fn=lambda b: [t.clone() for t in b])
+    assert all(b[0].is_nested for b in loader)
+
+
 # -- property tests: collate of nested structures ------------------------------------------
 
 DTYPES = [np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_, np.int16]

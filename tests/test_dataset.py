@@ -216,21 +216,55 @@ def test_stack_dataset_uses_getitems_of_columns() -> None:
 
 def test_stack_dataset_column_getitems_wrong_count() -> None:
     ds = chute.StackDataset(x=CountingGetitems(5, wrong_count=True))
-    with pytest.raises(
-        ValueError, match=r"^__getitems__ of CountingGetitems returned 1 samples for 2 indices$"
-    ):
+    with pytest.raises(ValueError) as info:
         ds.__getitems__([0, 1])
+    assert str(info.value) == (
+        "Nested dataset's output size mismatch. Expected 2, got 1 (__getitems__ of "
+        "CountingGetitems in a StackDataset)"
+    )
 
 
-def test_stack_dataset_errors() -> None:
-    with pytest.raises(
-        ValueError, match=r"^StackDataset needs datasets of equal length, got \[2, 1\]$"
-    ):
-        chute.StackDataset([1, 2], [1])
-    with pytest.raises(ValueError, match="either as positional or as keyword arguments"):
-        chute.StackDataset([1], x=[1])
-    with pytest.raises(ValueError, match=r"^StackDataset needs at least one dataset$"):
-        chute.StackDataset()
+@pytest.mark.parametrize(
+    ("args", "kwargs", "theirs", "ours"),
+    [
+        (
+            ([1, 2], [1]),
+            {},
+            "Size mismatch between datasets",
+            "StackDataset: Size mismatch between datasets (lengths 0: 2, 1: 1); every dataset "
+            "must have the same number of samples",
+        ),
+        (
+            (),
+            {"a": [1, 2], "b": [1]},
+            "Size mismatch between datasets",
+            "StackDataset: Size mismatch between datasets (lengths a: 2, b: 1); every dataset "
+            "must have the same number of samples",
+        ),
+        (
+            ([1],),
+            {"x": [1]},
+            "Supported either",
+            "StackDataset: Supported either tuple-like (via args) or dict-like (via kwargs) "
+            "input/output, but both types are given (1 positional, keywords ['x']); pass the "
+            "datasets either positionally or by keyword",
+        ),
+        (
+            (),
+            {},
+            "At least one dataset should be passed",
+            "StackDataset: At least one dataset should be passed",
+        ),
+    ],
+)
+def test_stack_dataset_refusals_say_what_torch_says(
+    args: tuple[Any, ...], kwargs: dict[str, Any], theirs: str, ours: str
+) -> None:
+    with pytest.raises(ValueError, match=theirs):
+        tud.StackDataset(*args, **kwargs)
+    with pytest.raises(ValueError, match=theirs) as info:
+        chute.StackDataset(*args, **kwargs)
+    assert str(info.value) == ours
 
 
 # -- ConcatDataset / ChainDataset ------------------------------------------------------------
@@ -271,6 +305,21 @@ def test_chain_dataset_matches_torch() -> None:
     theirs = tud.ChainDataset([TorchCount(3), TorchCount(2)])
     assert list(ours) == list(theirs) == [0, 1, 2, 0, 1]
     assert len(ours) == len(theirs) == 5
+
+
+def test_chain_dataset_and_plus_refuse_map_style_parts() -> None:
+    with pytest.raises(AssertionError, match="ChainDataset only supports IterableDataset"):
+        list(TorchCount(2) + tud.TensorDataset(torch.arange(3)))  # torch: once iterated
+    message = (
+        "ChainDataset only supports IterableDataset; dataset 1 is map-style (TensorDataset), "
+        "use ConcatDataset to join map-style datasets"
+    )
+    ds = chute.TensorDataset(np.arange(3))
+    for make in (lambda: Count(2) + ds, lambda: chute.ChainDataset([Count(2), ds])):
+        with pytest.raises(TypeError) as info:
+            make()
+        assert str(info.value) == message
+    assert list(chute.ChainDataset([Count(1), TorchCount(2), iter("a")])) == [0, 0, 1, "a"]
 
 
 # -- Subset ------------------------------------------------------------------------------------
@@ -382,25 +431,49 @@ def test_chute_value_and_index_errors_are_chute_errors() -> None:
         chute.ConcatDataset([[1]])[5]
 
 
-def test_subset_fallback_keys_random_streams_by_subset_index() -> None:
-    """A Subset over a dataset without __getitems__ draws each sample from its own stream."""
+class NoisyRows:
+    """Draws from the sample's stream; ``batched`` adds a __getitems__ that asks rng.streams."""
 
-    class Noisy:
-        def __len__(self) -> int:
-            return 10
+    def __init__(self, batched: bool) -> None:
+        if batched:
+            self.__getitems__ = self._getitems
 
-        def __getitem__(self, i: int) -> float:
-            return float(chute.rng.current().random())
+    def __len__(self) -> int:
+        return 10
 
-    sub = chute.Subset(Noisy(), [9, 3, 5, 1])
+    def __getitem__(self, i: int) -> float:
+        return float(chute.rng.current().random())
+
+    def _getitems(self, indices: list[int]) -> list[float]:
+        return [float(g.random()) for g in chute.rng.streams(indices)]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_subset_keys_random_streams_by_the_base_index_however_fetched(batched: bool) -> None:
+    sub = chute.Subset(NoisyRows(batched), [9, 3, 5, 1])
     with chute.rng.epoch_scope(7, 2):
         batch = sub.__getitems__([0, 2, 3])
         alone = []
         for i in (0, 2, 3):
-            with chute.rng.sample_scope(i):
+            with chute.rng.sample_scope(i):  # as the loader keys sub[i] (by its position)
                 alone.append(sub[i])
-    assert batch == alone
-    assert batch == [chute.rng.stream(7, 2, i).random() for i in (0, 2, 3)]
+    assert batch == alone == [chute.rng.stream(7, 2, j).random() for j in (9, 5, 1)]
+
+
+def test_subset_slices_and_index_lists_like_torch() -> None:
+    values = torch.tensor([1, 2, 3, 4, 5])
+    ours_base, theirs_base = chute.TensorDataset(values), tud.TensorDataset(values)
+    ours, theirs = (
+        chute.Subset(ours_base, [0, 1, 2, 3, 4]),
+        tud.Subset(theirs_base, [0, 1, 2, 3, 4]),
+    )
+    for key in (slice(None), slice(1, 2), slice(0, -1, 2), [4, 0, 2]):
+        (a,), (b,) = ours[key], theirs[key]
+        assert torch.equal(a, b), key
+    (a,) = chute.Subset(ours, [1, 2, 3])[:]
+    (b,) = tud.Subset(theirs, [1, 2, 3])[:]
+    assert a.tolist() == b.tolist() == [2, 3, 4]
+    assert chute.Subset(np.arange(10) * 10, [4, 3, 2])[-2:].tolist() == [30, 20]
 
 
 def test_loader_over_random_split_is_reproducible() -> None:

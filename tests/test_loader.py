@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import multiprocessing
 import re
 import warnings
 from typing import Any, NamedTuple
@@ -280,6 +281,20 @@ REFUSALS: list[tuple[str, Any, dict[str, Any], str]] = [
         "(num_workers > 0), but got num_workers=0",
     ),
     (
+        "unknown multiprocessing_context",
+        MAP,
+        {"num_workers": 2, "multiprocessing_context": "nope"},
+        "multiprocessing_context option should specify a valid start method in "
+        f"{multiprocessing.get_all_start_methods()!r}, but got multiprocessing_context='nope'",
+    ),
+    (
+        "multiprocessing_context of a wrong type",
+        MAP,
+        {"num_workers": 2, "multiprocessing_context": 5},
+        "multiprocessing_context option should be a valid context object or a string "
+        "specifying the start method, but got multiprocessing_context=5",
+    ),
+    (
         "iterable+shuffle",
         STREAM,
         {"shuffle": True},
@@ -332,6 +347,78 @@ def test_same_refusals_as_torch(dataset: Any, kwargs: dict[str, Any], message: s
         chute.DataLoader(dataset, **kwargs)
     assert isinstance(ours.value, ChuteError)
     assert str(ours.value) == message
+
+
+def test_prefetch_factor_0_with_workers_is_refused_when_the_loader_is_made() -> None:
+    # torch refuses it too, with an AssertionError at the first iter()
+    with pytest.raises(ValueError) as info:
+        chute.DataLoader(MAP, num_workers=1, prefetch_factor=0)
+    assert str(info.value) == (
+        "prefetch_factor must be greater than 0 with num_workers=1: it is the number of "
+        "batches each worker loads in advance (got prefetch_factor=0); use 1 or more, or leave "
+        "it at None for the default 2"
+    )
+
+
+def test_far_too_many_workers_warn_with_torchs_words_and_a_suggestion() -> None:
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    with pytest.warns(UserWarning) as record:
+        chute.DataLoader(MAP, num_workers=1000)
+    assert str(record[0].message) == (
+        f"This DataLoader will create 1000 worker processes in total. Our suggested max number "
+        f"of worker in current system is {cpus} (the CPUs this process may run on), which is "
+        f"smaller than what this DataLoader is going to create. Please be aware that excessive "
+        f"worker creation might get DataLoader running slow or even freeze, lower the worker "
+        f"number to avoid potential slowness/freeze if necessary (try num_workers={cpus})"
+    )
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chute.DataLoader(MAP, num_workers=2 * cpus, worker_type="thread")
+
+
+def _lines() -> Any:
+    yield from range(3)
+
+
+@pytest.mark.parametrize("kind", ["generator", "file", "iterator"])
+def test_a_one_shot_iterator_as_dataset_is_refused(kind: str, tmp_path: Any) -> None:
+    path = tmp_path / "lines.txt"
+    path.write_text("a\nb\n")
+    with open(path) as f:
+        dataset = {"generator": _lines(), "file": f, "iterator": iter([1, 2])}[kind]
+        with pytest.raises(TypeError) as info:
+            chute.DataLoader(dataset)
+    name = type(dataset).__name__
+    assert str(info.value) == (
+        f"DataLoader: the dataset is a one-shot iterator ({name}: it has __next__ and iter() "
+        f"returns itself), so a second epoch would be empty and workers would repeat or lose "
+        f"its items; pass a dataset that makes a new iterator in each __iter__, e.g. an "
+        f"IterableDataset whose __iter__ opens the file or calls the generator function, or "
+        f"list(...) of it if it is small"
+    )
+    assert [b.tolist() for b in chute.DataLoader(TorchStream(2, "int"), batch_size=2)] == [[0, 1]]
+
+
+class Rewinds(tud.IterableDataset):
+    """Its own iterator, rewound by __iter__: iterable again, so not refused."""
+
+    def __iter__(self) -> Any:
+        self.i = 0
+        return self
+
+    def __next__(self) -> int:
+        self.i += 1
+        if self.i > 3:
+            raise StopIteration
+        return self.i
+
+
+def test_an_iterator_that_rewinds_in_iter_is_accepted() -> None:
+    loader = chute.DataLoader(Rewinds(), batch_size=3)
+    assert [b.tolist() for b in loader] == [[1, 2, 3]] == [b.tolist() for b in loader]
 
 
 @pytest.mark.parametrize(
@@ -585,7 +672,8 @@ def test_collate_error_names_the_field_and_the_shapes() -> None:
     assert isinstance(ours.value, CollateError)
     assert str(ours.value) == (
         "default_collate: samples have different shapes at [0]['image']: (2, 2) (sample 0), "
-        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn"
+        "(2, 3) (sample 2); resize them to one shape or pass a collate_fn (the samples of this "
+        "batch are dataset indices [0, 1, 2, 3], in that order)"
     )
 
 
@@ -599,6 +687,110 @@ def test_dataset_errors_reach_the_user_unchanged() -> None:
 
     with pytest.raises(KeyError, match="sample 0 is broken"):
         next(iter(chute.DataLoader(Broken(), batch_size=2)))
+
+
+def test_errors_without_workers_name_the_dataset_index() -> None:
+    class Uneven:
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int) -> Any:
+            if i == 7:
+                raise ValueError("bad pixel")
+            return np.zeros(i % 3 + 1)
+
+    it = iter(chute.DataLoader(Uneven(), batch_size=4, sampler=[5, 6, 7, 8, 3, 4]))
+    with pytest.raises(ValueError) as info:  # the exception itself
+        next(it)
+    assert str(info.value) == "bad pixel"
+    assert info.value.__notes__ == [
+        "while fetching dataset index 7 (sample 2 of the batch of dataset indices "
+        "[5, 6, 7, 8], epoch 0)"
+    ]
+    with pytest.raises(CollateError) as collate:
+        next(it)
+    assert str(collate.value) == (
+        "default_collate: samples have different shapes: (1,) (sample 0), (2,) (sample 1); "
+        "resize them to one shape or pass a collate_fn (the samples of this batch are dataset "
+        "indices [3, 4], in that order)"
+    )
+
+    def fussy(batch: Any) -> Any:
+        raise KeyError("label")
+
+    with pytest.raises(KeyError) as user:
+        next(iter(chute.DataLoader(list(range(40)), batch_size=20, collate_fn=fussy)))
+    assert user.value.__notes__ == [
+        "while collating a batch: the samples of this batch are dataset indices "
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, ...] (20 in all)"
+    ]
+
+
+class SkipsTwo:
+    """An iterator object that raises instead of yielding 2, then goes on."""
+
+    def __init__(self) -> None:
+        self.i = -1
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> int:
+        self.i += 1
+        if self.i == 2:
+            raise ValueError("item 2 is corrupt")
+        if self.i >= 8:
+            raise StopIteration
+        return self.i
+
+
+class Stream(tud.IterableDataset):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __iter__(self) -> Any:
+        if self.kind == "iterator":
+            return SkipsTwo()
+        if self.kind == "plain":
+            return iter(range(8))
+        return (i if i != 2 else 1 / 0 for i in range(8))  # a generator: finished once it raised
+
+
+def no_twos(batch: list[int]) -> Any:
+    if 2 in batch:
+        raise KeyError("no twos")
+    return np.array(batch)
+
+
+def _with_errors(loader: Any) -> list[Any]:
+    out: list[Any] = []
+    it = iter(loader)
+    while True:
+        try:
+            out.append(np.asarray(next(it)).tolist())
+        except StopIteration:
+            return out
+        except Exception as exc:
+            out.append(type(exc).__name__)
+
+
+@pytest.mark.parametrize(
+    ("kind", "collate"), [("iterator", None), ("generator", None), ("plain", no_twos)]
+)
+def test_an_iterable_dataset_batch_that_fails_goes_on_like_torch(kind: str, collate: Any) -> None:
+    def run(module: Any) -> list[Any]:
+        return _with_errors(module.DataLoader(Stream(kind), batch_size=2, collate_fn=collate))
+
+    theirs = run(tud)
+    assert run(chute) == theirs
+    assert (
+        theirs
+        == {
+            "iterator": [[0, 1], "ValueError", [3, 4], [5, 6], [7]],
+            "generator": [[0, 1], "ZeroDivisionError"],
+            "plain": [[0, 1], "KeyError", [4, 5], [6, 7]],
+        }[kind]
+    )
 
 
 # -- len ---------------------------------------------------------------------------------------
@@ -739,6 +931,51 @@ def test_resume_at_a_random_point_equals_the_uninterrupted_run(
     assert _batches_as_lists(resumed) == epochs[stop_epoch][stop:]
     assert _batches_as_lists(resumed) == epochs[stop_epoch + 1]
     assert _batches_as_lists(it) == epochs[stop_epoch][stop:]  # the interrupted run goes on
+
+
+class FailsAt(chute.Dataset):
+    def __init__(self, n: int, bad: frozenset[int]) -> None:
+        self.n, self.bad = n, bad
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        if i in self.bad:
+            raise ValueError(f"sample {i}")
+        return i
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    batch_size=st.integers(1, 4),
+    bad=st.frozensets(st.integers(0, 19), max_size=4),
+    stop=st.integers(0, 8),
+    shuffle=st.booleans(),
+)
+def test_failed_batches_neither_end_the_epoch_nor_upset_resume(
+    n: int, batch_size: int, bad: frozenset[int], stop: int, shuffle: bool
+) -> None:
+    def loader() -> Any:
+        return chute.DataLoader(FailsAt(n, bad), batch_size=batch_size, shuffle=shuffle, seed=4)
+
+    whole = _with_errors(loader())
+    assert len(whole) == len(loader())  # every batch is there, failed or not
+    run = loader()
+    it = iter(run)
+    head = []
+    for _ in range(min(stop, len(whole))):
+        try:
+            head.append(np.asarray(next(it)).tolist())
+        except ValueError:
+            head.append("ValueError")
+    resumed = loader()
+    resumed.load_state_dict(run.state_dict())
+    if len(head) < len(whole):
+        assert head + _with_errors(resumed) == whole
+    else:  # all batches taken: the state is the next epoch's start
+        assert (resumed.state_dict()["epoch"], resumed.state_dict()["batches"]) == (1, 0)
 
 
 def test_state_after_break_and_after_len_batches_is_the_next_epoch() -> None:

@@ -461,6 +461,53 @@ def test_seed_from() -> None:
     assert 0 <= seed_from() < 2**63
 
 
+def test_without_a_seed_torch_manual_seed_decides_as_in_torch() -> None:
+    def run() -> tuple[Any, ...]:
+        torch.manual_seed(0)
+        split = [s.indices.tolist() for s in chute.random_split(range(20), [16, 4])]
+        sampler = list(chute.RandomSampler(range(10)))
+        loader = [b.tolist() for b in chute.DataLoader(np.arange(10), batch_size=4, shuffle=True)]
+        return split, sampler, loader
+
+    first = run()
+    assert run() == first  # the same in every run of a seeded script
+    torch.manual_seed(0)
+    theirs = [list(s.indices) for s in tud.random_split(range(20), [16, 4])]
+    assert first[0] == theirs  # torch's own split for the same global seed
+    torch.manual_seed(1)
+    assert [s.indices.tolist() for s in chute.random_split(range(20), [16, 4])] != theirs
+
+
+_WITHOUT_TORCH = """
+import sys
+import numpy as np
+import chute
+np.random.seed(int(sys.argv[1]))
+split = [s.indices.tolist() for s in chute.random_split(range(20), [16, 4])]
+sampler = list(chute.RandomSampler(range(10)))
+loader = [b.tolist() for b in chute.DataLoader(np.arange(10), batch_size=4, shuffle=True)]
+assert "torch" not in sys.modules
+print(split, sampler, loader)
+"""
+
+
+def test_without_a_seed_and_without_torch_numpys_global_seed_decides() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(chute.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": src}
+
+    def run(seed: int) -> str:
+        cmd = [sys.executable, "-c", _WITHOUT_TORCH, str(seed)]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
 @pytest.mark.parametrize("bad", [True, 1.5, "3"])
 def test_seed_from_bad_seed(bad: Any) -> None:
     with pytest.raises(TypeError, match=rf"^seed must be an int, got {bad!r}$"):

@@ -78,6 +78,18 @@ def _stack_numbers(batch: list[Any], path: str) -> np.ndarray:
 
 
 def _stack_tensors(torch: Any, batch: list[Any], path: str) -> Any:
+    elem = batch[0]
+    kind = "nested" if elem.is_nested else None
+    if elem.layout in {torch.sparse_coo, torch.sparse_csr, torch.sparse_bsr}:
+        kind = "sparse"
+    if elem.layout in {torch.sparse_csc, torch.sparse_bsc}:
+        kind = "sparse"
+    if kind is not None:  # torch.stack would fail (or densify): say what torch says
+        raise CollateError(
+            f"Batches of {kind} tensors are not currently supported by the default "
+            f"collate_fn; please provide a custom collate_fn to handle them appropriately "
+            f"(default_collate{_where(path)})"
+        )
     shapes = [tuple(t.shape) for t in batch]
     if any(s != shapes[0] for s in shapes):
         raise CollateError(
@@ -159,7 +171,9 @@ def _collate(batch: list[Any], path: str) -> Any:
 def default_collate(batch: Any) -> Any:
     """Stack a list of samples into a batch, recursing through containers.
 
-    Arrays and NumPy scalars are stacked with a new first axis; Python ints, floats and bools
+    A NumPy array is taken as a batch of its rows (a copy of it comes back; a 1-D array of
+    strings comes back unchanged), as in PyTorch. Arrays and NumPy scalars are stacked with a
+    new first axis; Python ints, floats and bools
     become int64, float64 and bool arrays; strings and bytes stay lists; dicts, namedtuples
     and lists are collated field by field (tuples become lists, as in PyTorch). Samples that
     do not match raise :class:`~chute.errors.CollateError` naming the field, e.g. ``[0]['image']``.
@@ -172,6 +186,10 @@ def default_collate(batch: Any) -> Any:
     """
     if isinstance(batch, StackedSamples):
         return _from_stacked(batch.data)
+    if isinstance(batch, np.ndarray) and batch.ndim > 0:  # as torch: a batch of its rows
+        if batch.ndim == 1 and batch.dtype.kind in "US":
+            return batch  # strings stay as they are (torch returns them unchanged too)
+        return _collate(list(batch), "")
     if not isinstance(batch, cabc.Sequence) or isinstance(batch, (str, bytes)):
         raise CollateError(f"default_collate takes a list of samples, got {type(batch).__name__}")
     if len(batch) == 0:

@@ -19,6 +19,7 @@ import numpy as np
 from . import rng
 from ._lazy import loaded
 from .errors import ChuteIndexError, ChuteTypeError, ChuteValueError
+from .sampler import seed_from
 from .stacked import StackedSamples
 
 __all__ = [
@@ -176,15 +177,22 @@ class StackDataset(Dataset[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args and kwargs:
             raise ChuteValueError(
-                "StackDataset takes datasets either as positional or as keyword arguments, not both"
+                f"StackDataset: Supported either tuple-like (via args) or dict-like (via kwargs) "
+                f"input/output, but both types are given ({len(args)} positional, keywords "
+                f"{sorted(kwargs)}); pass the datasets either positionally or by keyword"
             )
         if not args and not kwargs:
-            raise ChuteValueError("StackDataset needs at least one dataset")
+            raise ChuteValueError("StackDataset: At least one dataset should be passed")
         self.datasets: tuple[Any, ...] | dict[str, Any] = args if args else dict(kwargs)
+        names = [str(k) for k in range(len(args))] if args else list(kwargs)
         parts = list(args) if args else list(kwargs.values())
         lengths = [len(d) for d in parts]
         if any(n != lengths[0] for n in lengths):
-            raise ChuteValueError(f"StackDataset needs datasets of equal length, got {lengths}")
+            shown = ", ".join(f"{name}: {n}" for name, n in zip(names, lengths))
+            raise ChuteValueError(
+                f"StackDataset: Size mismatch between datasets (lengths {shown}); every dataset "
+                f"must have the same number of samples"
+            )
         self._length = lengths[0]
 
     @property
@@ -207,8 +215,8 @@ class StackDataset(Dataset[Any]):
                 got = d.__getitems__(list(indices))
                 if len(got) != len(indices):
                     raise ChuteValueError(
-                        f"__getitems__ of {type(d).__name__} returned {len(got)} samples "
-                        f"for {len(indices)} indices"
+                        f"Nested dataset's output size mismatch. Expected {len(indices)}, got "
+                        f"{len(got)} (__getitems__ of {type(d).__name__} in a StackDataset)"
                     )
                 return list(got)
             out = []
@@ -267,10 +275,25 @@ class ConcatDataset(Dataset[Any]):
 
 
 class ChainDataset(IterableDataset[Any]):
-    """Chains iterable datasets one after the other."""
+    """Chains iterable datasets one after the other (``a + b`` of iterable datasets).
+
+    A map-style part is refused when the chain is made (PyTorch refuses it with an
+    AssertionError once iterated): chaining it would iterate it by ``__getitem__`` until
+    IndexError, forever for a dataset that wraps its indices.
+
+    Example:
+        >>> list(ChainDataset([iter("ab"), iter("c")]))
+        ['a', 'b', 'c']
+    """
 
     def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets = list(datasets)
+        for k, d in enumerate(self.datasets):
+            if not is_iterable_dataset(d):
+                raise ChuteTypeError(
+                    f"ChainDataset only supports IterableDataset; dataset {k} is map-style "
+                    f"({type(d).__name__}), use ConcatDataset to join map-style datasets"
+                )
 
     def __iter__(self) -> Iterator[Any]:
         for d in self.datasets:
@@ -284,11 +307,21 @@ class Subset(Dataset[Any]):
     """The samples of ``dataset`` at ``indices``, in that order.
 
     The indices are kept as a NumPy array, so worker processes do not copy them page by page.
+    ``subset[k]`` is ``dataset[indices[k]]``; as in PyTorch, a list of positions or a slice
+    selects several (``dataset`` is then indexed with the list of their indices).
+
+    A sample's random stream (NOTE [ Per-sample randomness ] in ``rng.py``) is keyed by its
+    index in ``dataset``, whichever way it is fetched (alone, through ``__getitems__`` of the
+    Subset or of the dataset): a Subset is a view, so its samples are augmented as the same
+    samples of the whole dataset are, and batch size and workers change nothing.
 
     Example:
         >>> s = Subset(["a", "b", "c"], [2, 0])
         >>> len(s), s[0]
         (2, 'c')
+        >>> import numpy as np
+        >>> Subset(np.arange(10) * 10, [4, 3, 2])[1:].tolist()
+        [30, 20]
     """
 
     accepts_index_arrays = True  # __getitems__ takes an int64 array (see chute.Dataset)
@@ -306,19 +339,21 @@ class Subset(Dataset[Any]):
         return len(self.indices)
 
     def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.dataset[self.indices[index].tolist()]
         if isinstance(index, list):
             return self.dataset[[int(self.indices[i]) for i in index]]
-        return self.dataset[int(self.indices[index])]
+        base = int(self.indices[index])
+        with rng.sample_key(base):
+            return self.dataset[base]
 
     def __getitems__(self, indices: Sequence[int]) -> Any:
         mapped = self.indices[_as_index_array(indices, len(self.indices))].tolist()
         if hasattr(self.dataset, "__getitems__"):
-            return self.dataset.__getitems__(mapped)
-        # one call per sample, each in the random stream of its index in this Subset, as the
-        # loader would key it if Subset had no __getitems__ (NOTE [ Per-sample randomness ])
+            return self.dataset.__getitems__(mapped)  # keys each sample by its base index
         out = []
-        for i, j in zip(indices, mapped):
-            with rng.sample_key(int(i)):
+        for j in mapped:  # each in the random stream of its base index, as above
+            with rng.sample_key(j):
                 out.append(self.dataset[j])
         return out
 
@@ -362,7 +397,11 @@ def random_split(
             remainder after flooring goes one by one to the first subsets, as in PyTorch).
         generator: a ``torch.Generator``; when given, the permutation is drawn with
             ``torch.randperm`` so the split equals PyTorch's for the same generator.
-        seed: seed of a NumPy permutation when no generator is given (unseeded if None).
+        seed: seed of a NumPy permutation when no generator is given. With neither, the
+            split is drawn from the global generator: torch's default one when torch is
+            imported (the split equals ``torch.utils.data.random_split``'s after
+            ``torch.manual_seed``), else NumPy's (``np.random.seed``), so a seeded script
+            splits the same way in every run.
 
     Example:
         >>> a, b = random_split(range(10), [0.7, 0.3], seed=0)
@@ -379,7 +418,9 @@ def random_split(
                 f"use seed= for a NumPy seed"
             )
         perm = torch.randperm(n, generator=generator).numpy()
+    elif seed is None and loaded("torch") is not None:  # torch's default generator, as torch
+        perm = loaded("torch").randperm(n).numpy()  # type: ignore[union-attr]
     else:
-        perm = np.random.default_rng(seed).permutation(n)
+        perm = np.random.default_rng(seed_from(seed=seed)).permutation(n)
     offsets = np.cumsum([0, *counts])
     return [Subset(dataset, perm[offsets[k] : offsets[k + 1]]) for k in range(len(counts))]

@@ -14,9 +14,74 @@ from typing import Any
 import numpy as np
 
 from . import rng
-from .errors import ChuteValueError
+from .errors import ChuteValueError, CollateError
 
-__all__ = ["MapFetcher", "IterableFetcher", "StreamLayout"]
+__all__ = [
+    "FailedBatch",
+    "MapFetcher",
+    "IterableFetcher",
+    "Keyed",
+    "StreamLayout",
+    "fetch_or_fail",
+    "keyed",
+]
+
+
+class Keyed:
+    """A sampler's key that is not an integer (a list for bulk loading, a string), with its
+    position in the epoch, which keys its random stream (``batch_size=None`` only): the key
+    itself reaches ``__getitem__`` unchanged.
+
+    Example:
+        >>> Keyed(3, ["a", "b"])
+        ['a', 'b']
+    """
+
+    __slots__ = ("index", "position")
+
+    def __init__(self, position: int, index: Any) -> None:
+        self.position = position
+        self.index = index
+
+    def __repr__(self) -> str:  # error messages name the key, as the user's sampler gave it
+        return repr(self.index)
+
+    def __getstate__(self) -> tuple[int, Any]:
+        return self.position, self.index
+
+    def __setstate__(self, state: tuple[int, Any]) -> None:
+        self.position, self.index = state
+
+
+def keyed(indices: Iterator[Any], start: int) -> Iterator[Any]:
+    """The keys of an epoch without auto-batching, from position ``start`` on: integers as
+    they are (keyed by their value, as in a batch), anything else as :class:`Keyed`."""
+    for position, index in enumerate(indices, start):
+        yield index if isinstance(index, (int, np.integer)) else Keyed(position, index)
+
+
+class FailedBatch:
+    """A batch whose fetch raised: the loader raises ``exception`` when this batch is due, and
+    the epoch goes on with the next batch (as in PyTorch).
+
+    Example:
+        >>> failed = fetch_or_fail(lambda index, epoch: 1 / 0, [0], 0)
+        >>> type(failed.exception).__name__
+        'ZeroDivisionError'
+    """
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: Exception) -> None:
+        self.exception: Exception | None = exception
+
+
+def fetch_or_fail(fetcher: Callable[[Any, int], Any], index: Any, epoch: int) -> Any:
+    """``fetcher(index, epoch)``, or a :class:`FailedBatch` holding what it raised."""
+    try:
+        return fetcher(index, epoch)
+    except Exception as exc:
+        return FailedBatch(exc)
 
 
 class MapFetcher:
@@ -46,7 +111,12 @@ class MapFetcher:
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
         with rng.epoch_scope(self.seed, epoch):
             if not self.auto_collation:
-                with rng.sample_key(index):  # type: ignore[arg-type]
+                key: Any = index
+                if isinstance(key, Keyed):
+                    key, index = key.position, key.index
+                elif not isinstance(index, (int, np.integer)):  # no position known: unkeyed
+                    return self.collate_fn(self.dataset[index])
+                with rng.sample_key(key):
                     return self.collate_fn(self.dataset[index])
             # an int64 array only reaches here for datasets with accepts_index_arrays
             indices = index if isinstance(index, np.ndarray) else list(index)  # type: ignore[arg-type]
@@ -60,10 +130,25 @@ class MapFetcher:
                     )
             else:
                 data = []
-                for i in indices:
+                for k, i in enumerate(indices):
                     with rng.sample_key(i):
-                        data.append(self.dataset[i])
-            return self.collate_fn(data)
+                        try:
+                            data.append(self.dataset[i])
+                        except Exception as exc:
+                            exc.add_note(
+                                f"while fetching dataset index {int(i)} (sample {k} of the "
+                                f"batch of dataset indices {_shown(indices)}, epoch {epoch})"
+                            )
+                            raise
+            try:
+                return self.collate_fn(data)
+            except Exception as exc:
+                where = f"the samples of this batch are dataset indices {_shown(indices)}"
+                if isinstance(exc, CollateError) and len(exc.args) == 1:  # ours: in the message
+                    exc.args = (f"{exc.args[0]} ({where}, in that order)",)
+                else:
+                    exc.add_note(f"while collating a batch: {where}")
+                raise
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -140,8 +225,13 @@ class IterableFetcher:
         # (epoch, start): a dataset with iter_from starts that epoch at global sample start
         self.resume: tuple[int, int] | None = None
 
-    def batches(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+    def batches(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
+
+        With ``keep_going``, a batch whose samples or collate raised is yielded as a
+        :class:`FailedBatch` (its samples so far are dropped, as PyTorch drops them) and the
+        next batch is pulled from the same iterator, as PyTorch does: a generator that raised
+        is finished, so the epoch ends there; an iterator object may go on.
 
         Each sample is pulled inside the random stream of its position in the output of all
         ranks together (with ``S`` shards, one per worker of every rank, taking turns batch
@@ -172,17 +262,24 @@ class IterableFetcher:
         while True:
             chunk: list[Any] = []
             with rng.epoch_scope(self.seed, epoch):
-                while len(chunk) < per:
-                    with rng.sample_key(((pos // per) * workers + worker) * per + pos % per):
-                        sample = next(it, _END)
-                    if sample is _END:
-                        break
-                    chunk.append(sample)
-                    pos += 1
-                done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
-                keep = not done and made >= skip
-                if keep:
-                    batch = self.collate_fn(chunk if size is not None else chunk[0])
+                try:
+                    while len(chunk) < per:
+                        with rng.sample_key(((pos // per) * workers + worker) * per + pos % per):
+                            sample = next(it, _END)
+                        if sample is _END:
+                            break
+                        chunk.append(sample)
+                        pos += 1
+                    done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
+                    keep = not done and made >= skip
+                    if keep:
+                        batch = self.collate_fn(chunk if size is not None else chunk[0])
+                except Exception as exc:
+                    if not keep_going:
+                        raise
+                    done, keep, batch = False, made >= skip, FailedBatch(exc)
+                    chunk = [None] * per  # the failed batch takes a whole batch's place
+                    pos = (made + 1) * per
             if done:
                 return
             if keep:
@@ -193,6 +290,12 @@ class IterableFetcher:
 
 
 _END = object()
+
+
+def _shown(indices: Any, most: int = 16) -> str:
+    """``[5, 6, 7]``, or the first ``most`` indices and how many there are."""
+    head = [int(i) for i in indices[:most]]
+    return str(head) if len(indices) <= most else f"{str(head)[:-1]}, ...] ({len(indices)} in all)"
 
 
 def _worker_info() -> Any:

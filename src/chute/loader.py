@@ -24,13 +24,19 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ._checks import (
+    check_context,
+    refuse_one_shot_iterator,
+    warn_if_too_many_workers,
+    warn_longer_than_reported,
+)
 from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
 from .distributed import common_seed, loader_ranks
 from .elastic import global_state, redeal_state, stream_epoch, world_layout
 from .errors import ChuteTypeError, ChuteValueError
-from .fetch import IterableFetcher, MapFetcher
+from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail, keyed
 from .sampler import (
     BatchSampler,
     DistributedSampler,
@@ -76,7 +82,7 @@ class DataLoader(Generic[T]):
         worker_init_fn: called with the worker id in each worker.
         multiprocessing_context: "fork", "spawn", "forkserver" or a context object.
         generator: a ``torch.Generator`` or NumPy Generator to draw ``seed`` from.
-        prefetch_factor: batches in flight per worker (default 2 with workers).
+        prefetch_factor: batches in flight per worker (default 2 with workers; at least 1).
         persistent_workers: keep workers alive between epochs.
         pin_memory_device: accepted for compatibility (deprecated in PyTorch); ignored.
         in_order: accepted for compatibility; chute always yields batches in sampler order.
@@ -151,6 +157,12 @@ class DataLoader(Generic[T]):
             raise ChuteValueError(
                 f"prefetch_factor option should be non-negative, got {prefetch_factor!r}"
             )
+        elif prefetch_factor == 0:  # torch refuses it when the workers start
+            raise ChuteValueError(
+                f"prefetch_factor must be greater than 0 with num_workers={num_workers}: it is "
+                f"the number of batches each worker loads in advance (got prefetch_factor=0); "
+                f"use 1 or more, or leave it at None for the default 2"
+            )
         if persistent_workers and num_workers == 0:
             raise ChuteValueError(
                 f"persistent_workers option needs num_workers > 0 (got "
@@ -161,6 +173,11 @@ class DataLoader(Generic[T]):
                 f"multiprocessing_context can only be used with multi-process loading "
                 f"(num_workers > 0), but got num_workers={num_workers}"
             )
+        if multiprocessing_context is not None:
+            check_context(multiprocessing_context)
+        if num_workers > 0:
+            warn_if_too_many_workers(num_workers, worker_type)
+        refuse_one_shot_iterator(dataset)
         if format not in FORMATS:
             raise ChuteValueError(f"format must be one of {FORMATS}, got format={format!r}")
         if worker_type not in WORKER_TYPES:
@@ -383,7 +400,8 @@ class DataLoader(Generic[T]):
 
     def _tasks(self, skip: int) -> Iterator[Any]:
         as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
-        return epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
+        tasks = epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
+        return tasks if self._auto_collation else keyed(tasks, skip)
 
     def _main_first(self) -> bool:
         if self.main_first_batch is not None:
@@ -519,19 +537,19 @@ def _batches(
     fetcher = loader._fetcher()
     if loader.num_workers == 0:
         if isinstance(fetcher, IterableFetcher):
-            yield from fetcher.batches(epoch, skip)
+            yield from fetcher.batches(epoch, skip, keep_going=True)
         else:
             assert tasks is not None
-            for task in tasks:
-                yield fetcher(task, epoch)
+            for task in tasks:  # a failed batch does not end the epoch (see _LoaderIter)
+                yield fetch_or_fail(fetcher, task, epoch)
         return
     pool = loader._worker_pool()
     pools.append(pool)
     if isinstance(fetcher, IterableFetcher):
-        yield from pool.iterable_epoch(epoch, skip)
+        yield from pool.iterable_epoch(epoch, skip, keep_going=True)
     else:
         assert tasks is not None
-        yield from pool.map_epoch(epoch, tasks)
+        yield from pool.map_epoch(epoch, tasks, keep_going=True)
 
 
 class _LoaderIter:
@@ -549,6 +567,9 @@ class _LoaderIter:
         # the random streams are keyed by `streams`: the sampler's epoch where set_epoch is
         # used (elastic.stream_epoch), else the loader's
         self._it = _batches(loader, streams, skip, tasks, self._pools)
+        self._reported: int | None = None  # len(loader) of an iterable dataset with __len__
+        if loader._iterable and hasattr(loader.dataset, "__len__"):
+            self._reported = len(loader)
 
     @property
     def epoch(self) -> int:
@@ -567,10 +588,22 @@ class _LoaderIter:
         except StopIteration:
             self._finish()
             raise
-        except BaseException:
+        except BaseException:  # the workers broke (died, hung, interrupted): the epoch is over
             self.close()
             raise
-        self.progress.yielded += 1
+        self.progress.yielded += 1  # a failed batch is used up too: resuming skips it
+        if self._reported is not None and self.progress.yielded == self._reported + 1:
+            warn_longer_than_reported(self.loader, self._reported)
+        if isinstance(batch, FailedBatch):  # raised; the next next() goes on, as in torch
+            exc, batch.exception = batch.exception, None
+            # the traceback keeps this frame: let it hold neither the iterator nor the batch,
+            # so a dropped iterator still stops its workers at once while the error lives on
+            del self, batch
+            assert exc is not None
+            try:
+                raise exc
+            finally:
+                del exc
         return self.loader._output(batch)
 
     def __len__(self) -> int:

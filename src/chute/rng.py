@@ -10,6 +10,13 @@ that fetches a whole batch at once asks :func:`stream` for each index itself. Ou
 scope (``dataset[i]`` called by hand) :func:`current` returns a fresh, OS-seeded generator,
 like torchvision's use of the global RNG.
 
+Which index keys a sample: the index the loader hands the dataset, except that a ``Subset``
+passes its base index through (it is a view: ``Subset(ds, idx)[k]`` is keyed as ``ds[idx[k]]``
+is, whether the Subset, the base's ``__getitems__`` or ``__getitem__`` fetches it). With
+``batch_size=None`` and a sampler that yields keys which are not integers (lists for bulk
+loading, strings), the key reaches ``__getitem__`` unchanged and the stream is keyed by the
+key's position in the epoch.
+
 The scopes are :mod:`contextvars`, so thread workers each see their own.
 """
 

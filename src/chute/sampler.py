@@ -2,7 +2,8 @@
 
 NOTE [ Epoch order is a pure function ]
 The order of an epoch depends on ``(seed, epoch, rank, num_replicas)`` and the sampler's own
-arguments only: never on the worker count, the wall clock or global RNG state. A sampler's
+arguments only: never on the worker count, the wall clock or global RNG state (which only
+supplies the seed when none is given, see :func:`seed_from`). A sampler's
 whole state is therefore ``{"seed", "epoch"}``, which makes resuming exact and cheap: the
 loader restores the state and slices the epoch's index array at the resume point, without
 fetching (or even drawing) the batches before it.
@@ -26,7 +27,6 @@ them, so the fast path and ``__iter__`` still agree.
 from __future__ import annotations
 
 import itertools
-import secrets
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any, Generic, TypeVar
 
@@ -54,17 +54,30 @@ _SEED_BITS = 63
 
 
 def seed_from(generator: Any = None, seed: int | None = None) -> int:
-    """Return an integer seed: ``seed`` if given, else one drawn from ``generator``, else fresh.
+    """Return an integer seed: ``seed`` if given, else one drawn from ``generator``, else one
+    drawn from the global generator.
 
     ``generator`` may be a ``torch.Generator`` (one int64 is drawn from it, as PyTorch draws
-    its loader base seed) or a ``numpy.random.Generator``.
+    its loader base seed) or a ``numpy.random.Generator``. Without either, the seed is drawn
+    from torch's default generator when torch is imported (as PyTorch does: after
+    ``torch.manual_seed(0)`` every run gets the same seed), else from NumPy's global
+    ``RandomState`` (``np.random.seed``); unseeded, both differ from run to run.
+
+    Example:
+        >>> seed_from(seed=5)
+        5
+        >>> seed_from(np.random.default_rng(0)) == seed_from(np.random.default_rng(0))
+        True
     """
     if seed is not None:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise ChuteTypeError(f"seed must be an int, got {seed!r}")
         return int(seed)
     if generator is None:
-        return secrets.randbits(_SEED_BITS)
+        torch = loaded("torch")
+        if torch is not None:  # torch's default generator, drawn as PyTorch draws its seeds
+            return int(torch.empty((), dtype=torch.int64).random_().item())
+        return int(np.random.randint(0, 2**_SEED_BITS - 1, dtype=np.int64))
     if isinstance(generator, np.random.Generator):
         return int(generator.integers(0, 2**_SEED_BITS))
     torch = loaded("torch")

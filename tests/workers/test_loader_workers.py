@@ -84,6 +84,184 @@ def test_iterable_dataset_through_the_loader(leaks):
     assert {r[1] for r in rows} == {0, 1}  # both workers contributed their shard
 
 
+def _rows(batch):
+    return np.asarray(batch)[:, 0].tolist()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"num_workers": 2},
+        {"num_workers": 2, "main_first_batch": True},
+        {"num_workers": 2, "persistent_workers": True},
+        {"num_workers": 2, "worker_type": "thread"},
+    ],
+    ids=["0", "process", "process-main-first", "persistent", "thread"],
+)
+@pytest.mark.parametrize("bad", [0, 2])
+def test_a_failed_batch_raises_and_the_epoch_goes_on_like_torch(leaks, kw, bad):
+    from worker_datasets import Failing
+
+    dl = DataLoader(Failing(8, bad, ValueError(f"sample {bad} is corrupt")), batch_size=2, **kw)
+    expected = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    expected[bad // 2] = "ERR"
+    for epoch in range(2):  # and the next epoch runs as usual
+        it = iter(dl)
+        got = []
+        for _ in range(4):
+            try:
+                got.append(_rows(next(it)))
+            except ValueError as exc:
+                assert f"sample {bad} is corrupt" in str(exc)
+                got.append("ERR")
+                state = dl.state_dict()
+                assert (state["epoch"], state["batches"]) == (epoch, len(got))
+        with pytest.raises(StopIteration):
+            next(it)
+        assert got == expected
+    resumed = DataLoader(Failing(8, bad, ValueError("x")), batch_size=2, **kw)
+    resumed.load_state_dict(state)  # taken right after the error: the next batch is due
+    assert [_rows(b) for b in resumed] == expected[bad // 2 + 1 :]
+    dl.close()
+    resumed.close()
+
+
+class NoisyRows:
+    """Draws from the sample's stream."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return np.array([i, chute.rng.current().random()])
+
+
+class NoisyBatchedRows(NoisyRows):
+    """The same, and a __getitems__ that draws through rng.streams."""
+
+    def __getitems__(self, indices):
+        return [np.array([i, g.random()]) for i, g in zip(indices, chute.rng.streams(indices))]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_subset_augmentations_do_not_depend_on_batch_size_or_workers(leaks, batched):
+    def draws(dataset, **kw):
+        loader = DataLoader(dataset, shuffle=True, seed=5, **kw)
+        out = {}
+        for epoch in range(2):
+            for batch in loader:
+                for row in np.asarray(batch).reshape(-1, 2):
+                    out[epoch, int(row[0])] = row[1]
+        return out
+
+    kind = NoisyBatchedRows if batched else NoisyRows
+    base = draws(kind(), batch_size=1)  # the whole dataset, one sample at a time
+    sub = chute.Subset(kind(), [11, 4, 7, 0, 2, 9])
+    for kw in (
+        {"batch_size": 1},
+        {"batch_size": 4},
+        {"batch_size": None},
+        {"batch_size": 4, "num_workers": 2},
+        {"batch_size": 3, "num_workers": 2, "worker_type": "thread"},
+    ):
+        got = draws(sub, **kw)
+        assert len(got) == 12
+        assert all(base[key] == value for key, value in got.items()), kw
+
+
+class Unsharded(chute.IterableDataset):
+    """Every worker yields the whole dataset: the mistake torch's length check catches."""
+
+    def __iter__(self):
+        return iter(range(6))
+
+    def __len__(self):
+        return 6
+
+
+class Sharded(Shards):
+    def __len__(self):
+        return self.n
+
+
+def test_an_iterable_dataset_longer_than_its_len_warns_like_torch(leaks):
+    import warnings
+
+    with pytest.warns(UserWarning) as record:
+        batches = list(DataLoader(Unsharded(), batch_size=2, num_workers=2))
+    assert len(batches) == 6
+    assert [str(w.message) for w in record] == [
+        "Length of IterableDataset Unsharded was reported to be 3 (len(dataloader), in "
+        "batches), but 4 batches have been fetched. For multiprocessing data-loading, this "
+        "could be caused by not properly configuring the IterableDataset replica at each "
+        "worker: each of the 2 workers iterates its own copy, so give each its share with "
+        "chute.get_worker_info() (docs/workers.md)."
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(DataLoader(Sharded(12), batch_size=2, num_workers=2))) == 6
+        assert len(list(DataLoader(Unsharded(), batch_size=2))) == 3
+
+
+class Bulk:
+    """Takes a list of indices in __getitem__ (bulk loading without auto-batching)."""
+
+    def __len__(self):
+        return 35
+
+    def __getitem__(self, indices):
+        assert isinstance(indices, list)
+        return np.array([[i, chute.rng.current().random()] for i in indices])
+
+
+class Named:
+    """Keyed by strings."""
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, name):
+        return name, chute.rng.current().random()
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"num_workers": 2}, {"num_workers": 2, "worker_type": "thread"}]
+)
+def test_batch_size_none_passes_list_and_string_keys_unchanged(leaks, kw):
+    chunks = [list(range(lo, min(lo + 4, 35))) for lo in range(0, 35, 4)]
+    loader = DataLoader(Bulk(), batch_size=None, sampler=chunks, seed=3, **kw)
+    got = list(loader)
+    assert [b[:, 0].astype(int).tolist() for b in got] == chunks
+    expected = [chute.rng.stream(3, 0, position).random() for position in range(len(chunks))]
+    assert [b[0, 1] for b in got] == expected  # each key's stream: its position in the epoch
+    names = DataLoader(Named(), batch_size=None, sampler=["b", "a", "c"], seed=3, **kw)
+    rows = list(names)
+    assert [r[0] for r in rows] == ["b", "a", "c"]
+    assert [r[1] for r in rows] == [chute.rng.stream(3, 0, p).random() for p in range(3)]
+    it = iter(names)
+    next(it)
+    resumed = DataLoader(Named(), batch_size=None, sampler=["b", "a", "c"], **kw)
+    resumed.load_state_dict(names.state_dict())
+    # the rest of epoch 1: positions count from the start of the epoch
+    assert [r[1] for r in resumed] == [chute.rng.stream(3, 1, p).random() for p in (1, 2)]
+    del it
+
+
+def _clones(batch):
+    return [t.clone() for t in batch]
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_nested_tensors_through_workers_and_the_default_collate_refusal(leaks):
+    torch = pytest.importorskip("torch")
+    ds = [torch.nested.nested_tensor([torch.arange(float(i + 1))]) for i in range(6)]
+    got = list(DataLoader(ds, batch_size=1, num_workers=2, collate_fn=_clones))
+    assert [b[0].values().tolist() for b in got] == [d.values().tolist() for d in ds]
+    with pytest.raises(RuntimeError, match="not currently supported by the default collate_fn"):
+        next(iter(DataLoader(ds, batch_size=1, num_workers=2)))
+
+
 def test_iterable_resume_needs_the_same_worker_count(leaks):
     def loader(workers):
         return DataLoader(Shards(17), batch_size=3, num_workers=workers, collate_fn=np.stack)

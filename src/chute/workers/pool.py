@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
+from ..fetch import FailedBatch
 from .info import WorkerInfo, worker_seed
 from .process import ProcessBackend, resolve_context
 from .remote import describe_indices, rebuild
@@ -270,25 +271,38 @@ class WorkerPool:
 
     # -- epochs -----------------------------------------------------------------------------
 
-    def map_epoch(self, epoch: int, tasks: Iterable[Any]) -> Iterator[Any]:
+    def map_epoch(
+        self, epoch: int, tasks: Iterable[Any], keep_going: bool = False
+    ) -> Iterator[Any]:
         """Yield the batches of ``tasks`` (index lists, or single indices) in task order.
 
         Args:
             epoch: the epoch number (keys the per-sample random streams).
             tasks: the epoch's batches of indices, from the resume point on.
+            keep_going: a batch whose fetch raised is yielded as a
+                :class:`~chute.fetch.FailedBatch` and the epoch goes on (the loader raises
+                it, as PyTorch does); else the exception ends the epoch.
         """
-        return self._run(epoch, "map", iter(tasks), 0)
+        return self._run(epoch, "map", iter(tasks), 0, keep_going)
 
-    def iterable_epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+    def iterable_epoch(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
         """Yield the batches of an iterable dataset, round-robin across the workers.
 
         Args:
             epoch: the epoch number.
             skip: batches to drop at the start (the loader's resume point).
+            keep_going: as for :meth:`map_epoch`.
         """
-        return self._run(epoch, "iter", None, skip)
+        return self._run(epoch, "iter", None, skip, keep_going)
 
-    def _run(self, epoch: int, kind: str, tasks: Iterator[Any] | None, skip: int) -> Iterator[Any]:
+    def _run(
+        self,
+        epoch: int,
+        kind: str,
+        tasks: Iterator[Any] | None,
+        skip: int,
+        keep_going: bool = False,
+    ) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
         here: Any = _END  # NOTE [ First batch in the main process ]
@@ -312,7 +326,12 @@ class WorkerPool:
         try:
             if here is not _END:
                 broken = False  # an error in this fetch leaves the pool usable
-                ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
+                try:
+                    ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
+                except Exception as exc:
+                    if not keep_going:
+                        raise
+                    ep.arrived[0] = ("ok", FailedBatch(exc))
                 ep.pending[0] = (0, here)  # handed out by the loop below, like a worker's
                 broken = True
             began = time.monotonic()
@@ -332,8 +351,10 @@ class WorkerPool:
                     ep.active[wid] = False
                     continue
                 if status == "err":
-                    broken = False
-                    raise value.to_exception()
+                    if not keep_going:
+                        broken = False
+                        raise value.to_exception()
+                    value = FailedBatch(value.to_exception())
                 self._fill(ep)  # keep the workers busy while the caller uses the batch
                 if skip > 0:
                     skip -= 1
@@ -494,7 +515,10 @@ def _fetch_here(fetcher: Any, index: Any, epoch: int) -> Any:
             exc.add_note(msg)
             raise
         new.worker_exception = exc  # type: ignore[attr-defined]
-        raise new from exc
+        try:
+            raise new from exc
+        finally:  # exc's traceback holds this frame: keep it from holding new (and its frames)
+            del new
 
 
 def _describe(ep: _Epoch, task: int) -> str:
