@@ -113,7 +113,9 @@ def write_small_shards(folder: str, shards: int, per_shard: int) -> str:
 
 def resume_seconds(urls: str, cache: str, batch: int, total: int) -> float:
     """Time from a new loader + load_state_dict(state at 90%) to its first batch."""
-    state = chute.DataLoader(WebDataset(urls, cache_dir=cache), batch_size=batch).state_dict()
+    # the state as another node saved it (its own cache), so a first call here builds the index
+    saver = WebDataset(urls, cache_dir=cache + "-saver")
+    state = chute.DataLoader(saver, batch_size=batch).state_dict()
     state["samples"] = int(total * 0.9) // batch * batch  # what a run stopped there saved
     t0 = time.perf_counter()
     fresh = chute.DataLoader(WebDataset(urls, cache_dir=cache), batch_size=batch, seed=0)
