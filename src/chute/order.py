@@ -62,7 +62,7 @@ class EpochOrder:
         True
         >>> int(order[3]) == int(order[np.array([3])][0])
         True
-        >>> list(EpochOrder(4, seed=0, epoch=0, shuffle=False)[:])
+        >>> EpochOrder(4, seed=0, epoch=0, shuffle=False)[:].tolist()
         [0, 1, 2, 3]
     """
 
