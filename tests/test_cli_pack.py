@@ -65,10 +65,10 @@ def test_pack_named_dataset(tmp_path: Path) -> None:
 
 
 def test_pack_unknown_source_is_an_error(tmp_path: Path, capsys) -> None:
-    assert main(["pack", str(tmp_path / "nope"), str(tmp_path / "x.parquet")]) == 1
+    assert main(["pack", str(tmp_path / "nope"), str(tmp_path / "x.parquet")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        f"chute pack: error: chute pack: SRC '{tmp_path / 'nope'}' is neither an existing file "
+        f"chute pack: error: SRC '{tmp_path / 'nope'}' is neither an existing file "
         f"or folder nor a dataset name ("
     )
 

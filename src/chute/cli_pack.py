@@ -64,7 +64,7 @@ def open_source(
     path = Path(src)
     if not path.exists() and "://" not in src:
         raise ChuteValueError(
-            f"chute pack: SRC {src!r} is neither an existing file or folder nor a dataset name "
+            f"SRC {src!r} is neither an existing file or folder nor a dataset name "
             f"({', '.join(sorted(DATASETS))})"
         )
     if path.suffix.lower() == ".csv":
@@ -88,7 +88,7 @@ def open_source(
 
         return ImageFolder(path), ["image", "label"]
     raise ChuteValueError(
-        f"chute pack: cannot tell what kind of dataset {src!r} is; pass an image folder, a "
+        f"cannot tell what kind of dataset {src!r} is; pass an image folder, a "
         f".csv, an .arrow file or save_to_disk folder, .parquet files, or a dataset name"
     )
 
