@@ -188,6 +188,32 @@ class CountingMotoServer:
         self.server.stop()
 
 
+@contextlib.contextmanager
+def s3_bucket(monkeypatch: Any, bucket: str, files: dict[str, bytes]) -> Any:
+    """A fresh moto S3 endpoint on 127.0.0.1 holding ``files`` in ``bucket``; yields the
+    server and the fsspec ``storage_options`` that reach it. Fake credentials come from the
+    environment (``monkeypatch``); s3fs's instance cache is cleared at the end."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import urllib.request
+
+    import s3fs
+
+    with CountingMotoServer() as server:
+        reset = urllib.request.Request(server.endpoint + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=10).close()  # moto keeps buckets across servers
+        options = {"client_kwargs": {"endpoint_url": server.endpoint}, "skip_instance_cache": True}
+        fs = s3fs.S3FileSystem(**options)
+        fs.mkdir(bucket)
+        for path, body in files.items():
+            fs.pipe(f"{bucket}{path}", body)
+        try:
+            yield server, options
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+
+
 def keys_of(samples: list[dict[str, Any]]) -> list[str]:
     return [s["__key__"] for s in samples]
 

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from shard_servers import CountingMotoServer, ShardHTTPServer
+from shard_servers import ShardHTTPServer, s3_bucket
 
 import chute
 from chute.formats import ParquetDataset
@@ -45,33 +45,12 @@ def test_http_files_read_by_range(num_workers: int) -> None:
 def test_s3_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("s3fs")
     pytest.importorskip("moto")
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(var, value)
-    with CountingMotoServer() as server:
-        import urllib.request
-
-        import s3fs
-
-        reset = urllib.request.Request(server.endpoint + "/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=10).close()
-        options = {"client_kwargs": {"endpoint_url": server.endpoint}, "skip_instance_cache": True}
-        fs = s3fs.S3FileSystem(**options)
-        fs.mkdir("tables")
-        for path, body in FILES.items():
-            fs.pipe(f"tables{path}", body)
-        try:
-            ds = ParquetDataset("s3://tables/data/", storage_options=options)
-            assert ds.files == ["s3://tables/data/a.parquet", "s3://tables/data/b.parquet"]
-            assert ds.__getitems__([450, 3]).data["id"].tolist() == [450, 3]
-            with pytest.raises(
-                FileNotFoundError,
-                match=r"^ParquetDataset: no such file: 's3://tables/nope\.parquet'$",
-            ):
-                ParquetDataset("s3://tables/nope.parquet", storage_options=options)
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
+    with s3_bucket(monkeypatch, "tables", FILES) as (_, options):
+        ds = ParquetDataset("s3://tables/data/", storage_options=options)
+        assert ds.files == ["s3://tables/data/a.parquet", "s3://tables/data/b.parquet"]
+        assert ds.__getitems__([450, 3]).data["id"].tolist() == [450, 3]
+        with pytest.raises(
+            FileNotFoundError,
+            match=r"^ParquetDataset: no such file: 's3://tables/nope\.parquet'$",
+        ):
+            ParquetDataset("s3://tables/nope.parquet", storage_options=options)

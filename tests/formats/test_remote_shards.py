@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from shard_servers import CountingMotoServer, ShardHTTPServer, all_keys, flat, make_shards
+from shard_servers import ShardHTTPServer, all_keys, flat, make_shards, s3_bucket
 
 import chute
 from chute.errors import DatasetFormatError, DownloadError
@@ -174,30 +174,9 @@ def test_two_ranks_with_two_workers_share_one_cache(http, files, tmp_path):
 def s3(files, monkeypatch):
     pytest.importorskip("s3fs")
     pytest.importorskip("moto")
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(var, value)
-    with CountingMotoServer() as server:
-        import urllib.request
-
-        import s3fs
-
-        reset = urllib.request.Request(server.endpoint + "/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=10).close()  # moto keeps buckets across servers
-
-        fs = s3fs.S3FileSystem(
-            client_kwargs={"endpoint_url": server.endpoint}, skip_instance_cache=True
-        )
-        fs.mkdir("shards")
-        for path, body in files.items():
-            fs.pipe(f"shards{path}", body)
+    with s3_bucket(monkeypatch, "shards", files) as (server, _):
         server.gets.clear()
         yield server
-        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def _s3_options(server):
