@@ -405,25 +405,7 @@ def test_concurrent_downloads_to_one_destination_share_one_fetch(http_server, tm
         "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"
         "download_url(sys.argv[1], sys.argv[2], md5=sys.argv[4], progress=False, timeout=30)\n"
     )
-    env = {**os.environ, "PYTHONPATH": SRC}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, http_server.url("/f.bin"), str(dest), str(go), MD5],
-            env=env,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    try:
-        time.sleep(1.0)  # let all four start and wait at the same line
-        go.touch()
-        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    _race(go, [code, http_server.url("/f.bin"), str(dest), str(go), MD5])
     assert dest.read_bytes() == BODY
     assert len(route.requests) == 1  # the others waited for the lock, then found the file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "go"]  # no .part, no .lock
@@ -483,18 +465,24 @@ def test_concurrent_extractions_into_one_folder(tmp_path):
         "while not os.path.exists(sys.argv[3]): time.sleep(0.005)\n"
         "extract_archive(sys.argv[1], sys.argv[2])\n"
     )
-    env = {**os.environ, "PYTHONPATH": SRC}
     go = tmp_path / "go"
+    _race(go, [code, str(arc), str(out), str(go)])
+    assert sorted(p.name for p in out.iterdir()) == ["top"]  # no staging, no lock file
+    assert {p.name: p.read_bytes() for p in (out / "top").iterdir()} == {
+        n.split("/")[1]: n.encode() * 50 for n in names
+    }
+
+
+def _race(go: Path, args: list[str], count: int = 4) -> None:
+    """Run ``python -c *args`` in ``count`` processes that wait for the file ``go``, start
+    them at once and check that every one succeeded (none is left running)."""
+    env = {**os.environ, "PYTHONPATH": SRC}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(arc), str(out), str(go)],
-            env=env,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
+        subprocess.Popen([sys.executable, "-c", *args], env=env, stderr=subprocess.PIPE)
+        for _ in range(count)
     ]
     try:
-        time.sleep(1.0)
+        time.sleep(1.0)  # let all of them start and wait at the same line
         go.touch()
         errors = [p.communicate(timeout=60)[1].decode() for p in procs]
     finally:
@@ -502,8 +490,4 @@ def test_concurrent_extractions_into_one_folder(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-    assert sorted(p.name for p in out.iterdir()) == ["top"]  # no staging, no lock file
-    assert {p.name: p.read_bytes() for p in (out / "top").iterdir()} == {
-        n.split("/")[1]: n.encode() * 50 for n in names
-    }
+    assert [p.returncode for p in procs] == [0] * count, errors
