@@ -45,7 +45,6 @@ from typing import Any
 # inherit it instead of importing it on their first batch
 import numpy.random  # noqa: F401
 
-from .._checks import check_context
 from .._lazy import loaded
 from ..errors import ChuteRuntimeError, ChuteTypeError, WorkerDiedError
 from . import shm
@@ -65,6 +64,8 @@ def resolve_context(context: Any) -> Any:
     process forked from a multithreaded one can deadlock (JAX warns of it), so then
     forkserver (or spawn) is the default; the dataset must be picklable for those.
     """
+    from ..errors import ChuteValueError
+
     if context is None:
         methods = mp.get_all_start_methods()
         if loaded("jax") is not None:
@@ -72,9 +73,19 @@ def resolve_context(context: Any) -> Any:
             if safe:
                 return mp.get_context(safe[0])
         return mp.get_context("fork" if "fork" in methods else methods[0])
-    check_context(context)  # the loader's own rule and words: one check for both
     if isinstance(context, str):
+        methods = mp.get_all_start_methods()
+        if context not in methods:
+            raise ChuteValueError(
+                f"multiprocessing_context={context!r} is not a start method of this platform; "
+                f"expected one of {methods} or a multiprocessing context object"
+            )
         return mp.get_context(context)
+    if not hasattr(context, "Process") or not hasattr(context, "get_start_method"):
+        raise ChuteTypeError(
+            f"multiprocessing_context must be a start method name or a multiprocessing "
+            f"context, got {type(context).__name__} {context!r}"
+        )
     return context
 
 
