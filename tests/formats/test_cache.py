@@ -77,3 +77,29 @@ def test_importing_formats_loads_no_remote_or_image_packages():
 )
 def test_retryable(exc, again):
     assert remote.retryable(exc) is again
+
+
+def test_entries_skip_a_temp_file_renamed_during_the_listing(tmp_path, monkeypatch):
+    from chute.formats import cache as cache_module
+    from chute.formats.cache import ShardCache
+
+    cache = ShardCache(str(tmp_path))
+    (tmp_path / "shard-000.tar").write_bytes(b"x" * 10)
+    tmp = tmp_path / ".shard-001.tar.idx.json.1234.tmp"
+    tmp.write_bytes(b"{}")
+    real_scandir = cache_module.os.scandir
+
+    class Listing:  # lists the folder, then the writer renames its temp file away
+        def __init__(self, path):
+            self._it = real_scandir(path)
+            self._entries = list(self._it)
+            tmp.rename(tmp_path / "shard-001.tar.idx.json")
+
+        def __enter__(self):
+            return iter(self._entries)
+
+        def __exit__(self, *exc):
+            self._it.close()
+
+    monkeypatch.setattr(cache_module.os, "scandir", Listing)
+    assert [(p, size) for p, size, _ in cache.entries()] == [(str(tmp_path / "shard-000.tar"), 10)]

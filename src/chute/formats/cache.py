@@ -229,7 +229,10 @@ class ShardCache:
             for e in it:
                 if not e.is_file() or e.name.endswith(".json"):
                     continue
-                st = e.stat()
+                try:
+                    st = e.stat()
+                except FileNotFoundError:  # a writer renamed its temp file since the listing
+                    continue
                 if e.name.startswith("."):
                     if e.name.endswith(".tmp") and time.time() - st.st_mtime > _STALE_TMP:
                         with contextlib.suppress(FileNotFoundError):
