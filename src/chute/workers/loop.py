@@ -6,7 +6,9 @@ this worker's iterable stream for the epoch whose iterator has ``token``), or No
 Answers are tuples ``(status, token, task_id, payload)`` with ``status`` one of:
 
 * "ok": ``payload`` is the batch (packed for transport);
-* "err": ``payload`` is a :class:`~chute.workers.remote.RemoteError`;
+* "err": ``payload`` is a :class:`~chute.workers.remote.RemoteError`; for "iter" the
+  worker's stream goes on with its next batch, as ``torch.utils.data``'s workers do (a
+  generator that raised is finished, so its next request answers "done");
 * "done": the worker's iterable stream is exhausted for this epoch;
 * "init": ``worker_init_fn`` failed (``payload`` a RemoteError); the worker then stops.
 """
@@ -17,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..fetch import FailedBatch
 from .info import WorkerInfo, set_worker_info
 from .remote import RemoteError, describe_indices
 
@@ -73,14 +76,17 @@ def serve(
             if kind == "map":
                 batch = fetcher(index, epoch)
             else:
-                if token != stream_token:
-                    stream, stream_token = fetcher.batches(epoch), token
+                if token != stream_token:  # a failed batch does not end the stream
+                    stream, stream_token = fetcher.batches(epoch, keep_going=True), token
                 assert stream is not None
                 try:
                     batch = next(stream)
                 except StopIteration:
                     send(("done", token, task_id, None))
                     continue
+                if isinstance(batch, FailedBatch):
+                    assert batch.exception is not None
+                    raise batch.exception
             payload = pack(batch)
         except Exception as exc:
             send(("err", token, task_id, RemoteError.capture(exc, info.id, pid, where)))
