@@ -36,6 +36,7 @@ EXPECTED_ALL = [
     "default_collate",
     "default_convert",
     "DataLoader",
+    "LoaderStats",
     "get_worker_info",
     "WorkerInfo",
 ]
@@ -75,6 +76,7 @@ CHUTE_ONLY = {
     "StackedSamples",
     "MixDataset",
     "WorkerInfo",
+    "LoaderStats",
 }
 
 

@@ -36,6 +36,7 @@ from .sampler import (
     WeightedRandomSampler,
 )
 from .stacked import StackedSamples
+from .stats import LoaderStats
 from .workers import WorkerInfo, get_worker_info
 
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ __all__ = [
     "default_collate",
     "default_convert",
     "DataLoader",
+    "LoaderStats",
     "get_worker_info",
     "WorkerInfo",
 ]

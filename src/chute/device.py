@@ -210,6 +210,11 @@ class OutputStage:
         self._checked = False
         self._convert: Callable[[Any], Any] | None = None
 
+    @property
+    def passes_through(self) -> bool:
+        """True when every batch comes out as it is (no format, no pinning)."""
+        return self.format is None and not self.pin
+
     def _pinning(self) -> bool:
         if not self.pin:
             return False

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import rng
+from . import rng, stats
 from .errors import ChuteValueError, CollateError
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "StreamLayout",
     "fetch_or_fail",
     "keyed",
+    "timed_or_fail",
 ]
 
 
@@ -84,6 +85,14 @@ def fetch_or_fail(fetcher: Callable[[Any, int], Any], index: Any, epoch: int) ->
         return FailedBatch(exc)
 
 
+def timed_or_fail(fetcher: MapFetcher, index: Any, epoch: int) -> tuple[Any, int, float, float]:
+    """``fetcher.timed(index, epoch)``, or a :class:`FailedBatch` with zero figures."""
+    try:
+        return fetcher.timed(index, epoch)
+    except Exception as exc:
+        return FailedBatch(exc), 0, 0.0, 0.0
+
+
 class MapFetcher:
     """Fetch a map-style batch: ``__getitems__`` when the dataset has it, else one call per index.
 
@@ -109,15 +118,28 @@ class MapFetcher:
         self._getitems = getattr(dataset, "__getitems__", None)
 
     def __call__(self, index: Sequence[int] | int, epoch: int) -> Any:
+        return self._fetch(index, epoch, None)
+
+    def timed(self, index: Sequence[int] | int, epoch: int) -> tuple[Any, int, float, float]:
+        """``(batch, samples, fetch_s, collate_s)``: the batch of ``self(index, epoch)`` and
+        the figures ``loader.stats()`` sums (NOTE [ Measuring the loader ] in ``stats.py``)."""
+        times: list[Any] = [stats.clock()]
+        batch = self._fetch(index, epoch, times)
+        began, samples, fetched = times
+        return batch, samples, fetched - began, stats.clock() - fetched
+
+    def _fetch(self, index: Sequence[int] | int, epoch: int, times: list[Any] | None) -> Any:
         with rng.epoch_scope(self.seed, epoch):
             if not self.auto_collation:
                 key: Any = index
                 if isinstance(key, Keyed):
                     key, index = key.position, key.index
                 elif not isinstance(index, (int, np.integer)):  # no position known: unkeyed
-                    return self.collate_fn(self.dataset[index])
+                    sample = self.dataset[index]
+                    return _collated(self.collate_fn, sample, 1, times)
                 with rng.sample_key(key):
-                    return self.collate_fn(self.dataset[index])
+                    sample = self.dataset[index]
+                    return _collated(self.collate_fn, sample, 1, times)
             # an int64 array only reaches here for datasets with accepts_index_arrays
             indices = index if isinstance(index, np.ndarray) else list(index)  # type: ignore[arg-type]
             if self._getitems is not None:
@@ -141,7 +163,7 @@ class MapFetcher:
                             )
                             raise
             try:
-                return self.collate_fn(data)
+                return _collated(self.collate_fn, data, len(indices), times)
             except Exception as exc:
                 where = f"the samples of this batch are dataset indices {_shown(indices)}"
                 if isinstance(exc, CollateError) and len(exc.args) == 1:  # ours: in the message
@@ -225,8 +247,13 @@ class IterableFetcher:
         # (epoch, start): a dataset with iter_from starts that epoch at global sample start
         self.resume: tuple[int, int] | None = None
 
-    def batches(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
+    def batches(
+        self, epoch: int, skip: int = 0, keep_going: bool = False, timed: bool = False
+    ) -> Iterator[Any]:
         """Yield this epoch's batches, skipping the first ``skip`` without collating them.
+
+        With ``timed``, each item is ``(batch, samples, fetch_s, collate_s)``, as from
+        :meth:`MapFetcher.timed` (a failed batch has zeros).
 
         With ``keep_going``, a batch whose samples or collate raised is yielded as a
         :class:`FailedBatch` (its samples so far are dropped, as PyTorch drops them) and the
@@ -261,6 +288,7 @@ class IterableFetcher:
         pos = 0
         while True:
             chunk: list[Any] = []
+            times: list[Any] | None = [stats.clock()] if timed else None
             with rng.epoch_scope(self.seed, epoch):
                 try:
                     while len(chunk) < per:
@@ -273,7 +301,8 @@ class IterableFetcher:
                     done = not chunk or (size is not None and self.drop_last and len(chunk) < size)
                     keep = not done and made >= skip
                     if keep:
-                        batch = self.collate_fn(chunk if size is not None else chunk[0])
+                        data = chunk if size is not None else chunk[0]
+                        batch = _collated(self.collate_fn, data, len(chunk), times)
                 except Exception as exc:
                     if not keep_going:
                         raise
@@ -282,14 +311,31 @@ class IterableFetcher:
                     pos = (made + 1) * per
             if done:
                 return
-            if keep:
+            if keep and times is None:
                 yield batch
+            elif keep and times is not None:
+                if len(times) < 3 or isinstance(batch, FailedBatch):
+                    yield batch, 0, 0.0, 0.0
+                else:
+                    began, samples, fetched = times
+                    yield batch, samples, fetched - began, stats.clock() - fetched
             made += 1
             if len(chunk) < per:
                 return
 
 
 _END = object()
+
+
+def _collated(
+    collate_fn: Callable[[Any], Any], data: Any, samples: int, times: list[Any] | None
+) -> Any:
+    """``collate_fn(data)``; a timed fetch (``times`` holds when it began) also notes the
+    batch's samples and when its collate began."""
+    if times is not None:
+        times.append(samples)
+        times.append(stats.clock())
+    return collate_fn(data)
 
 
 def _shown(indices: Any, most: int = 16) -> str:

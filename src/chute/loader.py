@@ -24,19 +24,29 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from . import stats
 from ._checks import (
     check_context,
     refuse_one_shot_iterator,
     warn_if_too_many_workers,
     warn_longer_than_reported,
 )
+from ._lazy import require
 from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
 from .distributed import common_seed, loader_ranks
 from .elastic import global_state, redeal_state, stream_epoch, world_layout
 from .errors import ChuteTypeError, ChuteValueError
-from .fetch import FailedBatch, IterableFetcher, MapFetcher, fetch_or_fail, keyed
+from .fetch import (
+    FailedBatch,
+    IterableFetcher,
+    MapFetcher,
+    fetch_or_fail,
+    keyed,
+    timed_or_fail,
+)
+from .progress import EpochBar
 from .sampler import (
     BatchSampler,
     DistributedSampler,
@@ -53,6 +63,7 @@ from .state import (
     layout,
     restore_index_source,
 )
+from .stats import EpochRecorder, LoaderStats, clock
 from .workers import WorkerPool
 
 __all__ = ["DataLoader"]
@@ -103,6 +114,9 @@ class DataLoader(Generic[T]):
             (chute's own datasets, and Subset/Concat/Stack datasets of them): a dataset that
             opens a handle lazily in ``__getitem__`` would otherwise hand it to the workers,
             which PyTorch never does. True or False decides for any dataset.
+        progress: show a tqdm bar per epoch with samples/s and the share of time the loop
+            waited for data (needs the ``progress`` extra); ``loader.stats()`` has the same
+            figures at any time.
 
     Example:
         >>> import numpy as np
@@ -137,6 +151,7 @@ class DataLoader(Generic[T]):
         worker_type: str = "process",
         main_first_batch: bool | None = None,
         distributed: bool | tuple[int, int] = False,
+        progress: bool = False,
     ) -> None:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ChuteValueError(
@@ -178,6 +193,13 @@ class DataLoader(Generic[T]):
         if num_workers > 0:
             warn_if_too_many_workers(num_workers, worker_type)
         refuse_one_shot_iterator(dataset)
+        if not isinstance(progress, bool):
+            raise ChuteTypeError(
+                f"progress must be True or False, got progress={progress!r} "
+                f"({type(progress).__name__})"
+            )
+        if progress:  # fail now, not at the first batch, when tqdm is missing
+            require("tqdm", "DataLoader(progress=True)")
         if format not in FORMATS:
             raise ChuteValueError(f"format must be one of {FORMATS}, got format={format!r}")
         if worker_type not in WORKER_TYPES:
@@ -278,6 +300,7 @@ class DataLoader(Generic[T]):
         self.format = format
         self.worker_type = worker_type
         self.main_first_batch = main_first_batch
+        self.progress = progress
         self._output = OutputStage(format, pin_memory)
         self._next_epoch = 0
         self._resume_batches = 0
@@ -287,6 +310,7 @@ class DataLoader(Generic[T]):
         # [ Worker shutdown ] in workers/process.py) and ends its epoch for state_dict()
         self._live_ref: weakref.ref[_LoaderIter] | None = None
         self._pool: Any = None
+        self._recorder: EpochRecorder | None = None  # the current or last epoch's figures
         self._initialized = True
 
     # -- PyTorch forbids changing these once the loader exists -------------------------------
@@ -427,6 +451,25 @@ class DataLoader(Generic[T]):
             self._pool = pool
         return pool
 
+    # -- stats -----------------------------------------------------------------------------------
+    def stats(self) -> LoaderStats:
+        """What the current (or last) epoch did: throughput, the loop's wait for data, time per
+        stage, the workers' busy shares, and a verdict (``stats().bottleneck``,
+        ``stats().report()``); see :class:`~chute.LoaderStats`. Before any epoch, all zeros.
+
+        Example:
+            >>> import numpy as np
+            >>> from chute import TensorDataset
+            >>> loader = DataLoader(TensorDataset(np.arange(6)), batch_size=2)
+            >>> it = iter(loader); _ = next(it)
+            >>> loader.stats().batches, loader.stats().samples
+            (1, 2)
+        """
+        recorder = self._recorder
+        if recorder is None:
+            recorder = EpochRecorder(self.num_workers, self.prefetch_factor)
+        return recorder.snapshot()
+
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The loader's progress: small, JSON-serialisable (see NOTE [ Loader state ... ]).
@@ -530,26 +573,41 @@ class _Progress:
 
 
 def _batches(
-    loader: DataLoader[Any], epoch: int, skip: int, tasks: Iterator[Any] | None, pools: list[Any]
+    loader: DataLoader[Any],
+    epoch: int,
+    skip: int,
+    tasks: Iterator[Any] | None,
+    pools: list[Any],
+    recorder: EpochRecorder | None,
 ) -> Iterator[Any]:
     """The epoch's collated batches (a function, not a method: no reference cycle through
     the iterator, so dropping the iterator stops its workers at once)."""
     fetcher = loader._fetcher()
     if loader.num_workers == 0:
         if isinstance(fetcher, IterableFetcher):
-            yield from fetcher.batches(epoch, skip, keep_going=True)
-        else:
-            assert tasks is not None
-            for task in tasks:  # a failed batch does not end the epoch (see _LoaderIter)
+            if recorder is None:
+                yield from fetcher.batches(epoch, skip, keep_going=True)
+                return
+            for batch, *figures in fetcher.batches(epoch, skip, keep_going=True, timed=True):
+                recorder.samples += recorder.main_batch(*figures)
+                yield batch
+            return
+        assert tasks is not None
+        for task in tasks:  # a failed batch does not end the epoch (see _LoaderIter)
+            if recorder is None:
                 yield fetch_or_fail(fetcher, task, epoch)
+            else:
+                batch, samples, fetch_s, collate_s = timed_or_fail(fetcher, task, epoch)
+                recorder.samples += recorder.main_batch(samples, fetch_s, collate_s)
+                yield batch
         return
     pool = loader._worker_pool()
     pools.append(pool)
     if isinstance(fetcher, IterableFetcher):
-        yield from pool.iterable_epoch(epoch, skip, keep_going=True)
+        yield from pool.iterable_epoch(epoch, skip, keep_going=True, recorder=recorder)
     else:
         assert tasks is not None
-        yield from pool.map_epoch(epoch, tasks, keep_going=True)
+        yield from pool.map_epoch(epoch, tasks, keep_going=True, recorder=recorder)
 
 
 class _LoaderIter:
@@ -564,9 +622,15 @@ class _LoaderIter:
         # the epoch's order is drawn now, so iterators made one after the other each get
         # their own epoch even when the first one has not started yet
         tasks = None if loader._iterable else loader._tasks(skip)
+        recorder = None
+        if stats._ENABLED:
+            recorder = EpochRecorder(loader.num_workers, loader.prefetch_factor)
+            loader._recorder = recorder
+        self._recorder = recorder
+        self._bar: EpochBar | None = None
         # the random streams are keyed by `streams`: the sampler's epoch where set_epoch is
         # used (elastic.stream_epoch), else the loader's
-        self._it = _batches(loader, streams, skip, tasks, self._pools)
+        self._it = _batches(loader, streams, skip, tasks, self._pools, recorder)
         self._reported: int | None = None  # len(loader) of an iterable dataset with __len__
         if loader._iterable and hasattr(loader.dataset, "__len__"):
             self._reported = len(loader)
@@ -583,9 +647,18 @@ class _LoaderIter:
         return self
 
     def __next__(self) -> Any:
+        recorder = self._recorder
+        asked = clock()
+        if recorder is not None and recorder.first is None:
+            recorder.first = asked
+        if self.loader.progress and self._bar is None and not self.progress.done:
+            self._bar = EpochBar(self.epoch, self._total(), recorder)
         try:
             batch = next(self._it)
         except StopIteration:
+            if recorder is not None:
+                recorder.last = clock()
+                recorder.wait_s += recorder.last - asked
             self._finish()
             raise
         except BaseException:  # the workers broke (died, hung, interrupted): the epoch is over
@@ -604,10 +677,34 @@ class _LoaderIter:
                 raise exc
             finally:
                 del exc
-        return self.loader._output(batch)
+        output = self.loader._output
+        if recorder is None:
+            if self._bar is not None:
+                self._bar.update()
+            return output(batch)
+        if output.passes_through:
+            out = batch
+            recorder.last = clock()
+        else:
+            converting = clock()
+            out = output(batch)
+            recorder.last = clock()
+            recorder.transfer_s += recorder.last - converting
+        recorder.wait_s += recorder.last - asked
+        recorder.batches += 1
+        if self._bar is not None:
+            self._bar.update()
+        return out
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def _total(self) -> int | None:
+        """Batches left in this epoch for the progress bar (None when unknown)."""
+        try:
+            return len(self.loader) - self.progress.yielded
+        except TypeError:
+            return None
 
     def _finish(self) -> None:
         self.close()
@@ -615,6 +712,9 @@ class _LoaderIter:
     def close(self) -> None:
         """Stop this epoch: release its workers (unless persistent) and their buffers."""
         self.progress.done = True
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close()
         it, self._it = self._it, iter(())
         close = getattr(it, "close", None)
         if close is not None:

@@ -5,7 +5,9 @@ Messages from the main process are tuples ``(kind, token, task_id, index, epoch)
 this worker's iterable stream for the epoch whose iterator has ``token``), or None to stop.
 Answers are tuples ``(status, token, task_id, payload)`` with ``status`` one of:
 
-* "ok": ``payload`` is the batch (packed for transport);
+* "ok": ``payload`` is the batch (packed for transport), followed by a fifth item, the
+  batch's figures ``(samples, fetch_s, collate_s, pack_s, busy_s)`` (NOTE [ Measuring the
+  loader ] in ``stats.py``);
 * "err": ``payload`` is a :class:`~chute.workers.remote.RemoteError`; for "iter" the
   worker's stream goes on with its next batch, as ``torch.utils.data``'s workers do (a
   generator that raised is finished, so its next request answers "done");
@@ -19,6 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import stats
 from ..fetch import FailedBatch
 from .info import WorkerInfo, set_worker_info
 from .remote import RemoteError, describe_indices
@@ -33,7 +36,7 @@ def serve(
     fetcher: Any,
     worker_init_fn: Callable[[int], Any] | None,
     recv: Callable[[], Task | None],
-    send: Callable[[tuple[str, int, int, Any]], None],
+    send: Callable[[tuple[Any, ...]], None],
     pack: Callable[[Any], Any],
     release: Callable[[Any], None],
 ) -> None:
@@ -64,6 +67,7 @@ def serve(
         task = recv()
         if task is None:
             return
+        began = stats.clock()
         kind, token, task_id, index, epoch = task
         if kind == "map":
             where = f"fetching {describe_indices(index)} (epoch {epoch})"
@@ -74,25 +78,29 @@ def serve(
             made += 1
         try:
             if kind == "map":
-                batch = fetcher(index, epoch)
+                batch, samples, fetch_s, collate_s = fetcher.timed(index, epoch)
             else:
                 if token != stream_token:  # a failed batch does not end the stream
-                    stream, stream_token = fetcher.batches(epoch, keep_going=True), token
+                    stream = fetcher.batches(epoch, keep_going=True, timed=True)
+                    stream_token = token
                 assert stream is not None
                 try:
-                    batch = next(stream)
+                    batch, samples, fetch_s, collate_s = next(stream)
                 except StopIteration:
                     send(("done", token, task_id, None))
                     continue
                 if isinstance(batch, FailedBatch):
                     assert batch.exception is not None
                     raise batch.exception
+            packing = stats.clock()
             payload = pack(batch)
+            packed = stats.clock()
         except Exception as exc:
             send(("err", token, task_id, RemoteError.capture(exc, info.id, pid, where)))
             continue
+        times = (samples, fetch_s, collate_s, packed - packing, packed - began)
         try:
-            send(("ok", token, task_id, payload))
+            send(("ok", token, task_id, payload, times))
         except Exception as exc:  # the batch could not be pickled
             release(payload)
             where = f"sending the batch of {where[len('fetching ') :]}"

@@ -76,6 +76,7 @@ from typing import Any
 
 from ..errors import ChuteRuntimeError, ChuteTimeoutError, ChuteTypeError, ChuteValueError
 from ..fetch import FailedBatch
+from ..stats import EpochRecorder, clock
 from .info import WorkerInfo, worker_seed
 from .process import ProcessBackend, resolve_context
 from .remote import describe_indices, rebuild
@@ -104,6 +105,8 @@ class _Epoch:
     pending: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task -> (worker, index)
     arrived: dict[int, tuple[str, Any]] = field(default_factory=dict)  # task -> (status, batch)
     superseded: bool = False
+    recorder: EpochRecorder | None = None  # sums the epoch's figures (chute.stats)
+    sizes: dict[int, int] = field(default_factory=dict)  # task -> samples (with a recorder)
 
 
 class WorkerPool:
@@ -286,7 +289,11 @@ class WorkerPool:
     # -- epochs -----------------------------------------------------------------------------
 
     def map_epoch(
-        self, epoch: int, tasks: Iterable[Any], keep_going: bool = False
+        self,
+        epoch: int,
+        tasks: Iterable[Any],
+        keep_going: bool = False,
+        recorder: EpochRecorder | None = None,
     ) -> Iterator[Any]:
         """Yield the batches of ``tasks`` (index lists, or single indices) in task order.
 
@@ -296,18 +303,27 @@ class WorkerPool:
             keep_going: a batch whose fetch raised is yielded as a
                 :class:`~chute.fetch.FailedBatch` and the epoch goes on (the loader raises
                 it, as PyTorch does); else the exception ends the epoch.
+            recorder: sums the workers' figures for ``loader.stats()`` (see
+                :mod:`chute.stats`).
         """
-        return self._run(epoch, "map", iter(tasks), 0, keep_going)
+        return self._run(epoch, "map", iter(tasks), 0, keep_going, recorder)
 
-    def iterable_epoch(self, epoch: int, skip: int = 0, keep_going: bool = False) -> Iterator[Any]:
+    def iterable_epoch(
+        self,
+        epoch: int,
+        skip: int = 0,
+        keep_going: bool = False,
+        recorder: EpochRecorder | None = None,
+    ) -> Iterator[Any]:
         """Yield the batches of an iterable dataset, round-robin across the workers.
 
         Args:
             epoch: the epoch number.
             skip: batches to drop at the start (the loader's resume point).
             keep_going: as for :meth:`map_epoch`.
+            recorder: as for :meth:`map_epoch`.
         """
-        return self._run(epoch, "iter", None, skip, keep_going)
+        return self._run(epoch, "iter", None, skip, keep_going, recorder)
 
     def _run(
         self,
@@ -316,6 +332,7 @@ class WorkerPool:
         tasks: Iterator[Any] | None,
         skip: int,
         keep_going: bool = False,
+        recorder: EpochRecorder | None = None,
     ) -> Iterator[Any]:
         if self._live is not None:
             self._settle(self._live)
@@ -333,6 +350,7 @@ class WorkerPool:
         ep = _Epoch(next(self._tokens), kind, epoch, tasks, [True] * self.num_workers)
         ep.cycle = itertools.cycle(range(self.num_workers))
         ep.next_task = 0 if here is _END else 1
+        ep.recorder = recorder
         self._live = ep
         first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
         broken = True
@@ -341,11 +359,14 @@ class WorkerPool:
             if here is not _END:
                 broken = False  # an error in this fetch leaves the pool usable
                 try:
-                    ep.arrived[0] = ("ok", _fetch_here(self.fetcher, here, epoch))
+                    batch, samples, fetch_s, collate_s = _fetch_here(self.fetcher, here, epoch)
                 except Exception as exc:
                     if not keep_going:
                         raise
-                    ep.arrived[0] = ("ok", FailedBatch(exc))
+                    batch, samples, fetch_s, collate_s = FailedBatch(exc), 0, 0.0, 0.0
+                ep.arrived[0] = ("ok", batch)
+                if recorder is not None:
+                    ep.sizes[0] = recorder.main_batch(samples, fetch_s, collate_s)
                 ep.pending[0] = (0, here)  # handed out by the loop below, like a worker's
                 broken = True
             began = time.monotonic()
@@ -357,6 +378,8 @@ class WorkerPool:
                 self._fill(ep)
                 if next_out == ep.next_task:
                     break
+                if recorder is not None and skip == 0:
+                    recorder.asked(len(ep.arrived))
                 self._wait_for(ep, next_out, epoch)
                 status, value = ep.arrived.pop(next_out)
                 wid = ep.pending.pop(next_out)[0]
@@ -370,9 +393,12 @@ class WorkerPool:
                         raise value.to_exception()
                     value = FailedBatch(value.to_exception())
                 self._fill(ep)  # keep the workers busy while the caller uses the batch
+                samples = ep.sizes.pop(next_out - 1, 0)
                 if skip > 0:
                     skip -= 1
                     continue
+                if recorder is not None:
+                    recorder.samples += samples
                 yield value
                 if self._backend is not None and self._backend.started < self.num_workers:
                     self._start(epoch, ep, self.num_workers)
@@ -496,7 +522,9 @@ class WorkerPool:
                 return "idle"
             return f"fetching {_describe(ep, min(mine))}"
 
-        for wid, (status, token, task, payload) in backend.poll(timeout, doing):
+        recorder = ep.recorder
+        for wid, msg in backend.poll(timeout, doing):
+            status, token, task, payload = msg[:4]
             if status in ("init", "fatal"):
                 raise payload.to_exception()  # worker_init_fn failed, or a thread died
             self._in_flight[wid] -= 1
@@ -506,18 +534,28 @@ class WorkerPool:
                 if token == ep.token:
                     ep.pending.pop(task, None)
                 continue
-            value = backend.unpack(wid, payload) if status == "ok" else payload
-            ep.arrived[task] = (status, value)
+            if status != "ok":
+                ep.arrived[task] = (status, payload)
+                continue
+            if recorder is None:
+                ep.arrived[task] = (status, backend.unpack(wid, payload))
+                continue
+            began = clock()
+            ep.arrived[task] = (status, backend.unpack(wid, payload))
+            recorder.transfer_s += clock() - began
+            if len(msg) > 4:
+                ep.sizes[task] = recorder.worker_batch(wid, msg[4])
 
 
 _END = object()
 
 
-def _fetch_here(fetcher: Any, index: Any, epoch: int) -> Any:
-    """Fetch one batch in this process; an exception is raised again as the same type where
-    possible, its message naming the indices (the original is its ``__cause__``)."""
+def _fetch_here(fetcher: Any, index: Any, epoch: int) -> tuple[Any, int, float, float]:
+    """Fetch one batch in this process, timed (``fetcher.timed``); an exception is raised
+    again as the same type where possible, its message naming the indices (the original is
+    its ``__cause__``)."""
     try:
-        return fetcher(index, epoch)
+        return fetcher.timed(index, epoch)
     except Exception as exc:
         name = f"{type(exc).__module__}.{type(exc).__qualname__}"
         if type(exc).__module__ == "builtins":

@@ -65,7 +65,7 @@ class ThreadBackend:
     def _run(self, info: WorkerInfo) -> None:
         tasks = self._tasks[info.id]
 
-        def send(msg: tuple[str, int, int, Any]) -> None:
+        def send(msg: tuple[Any, ...]) -> None:
             self._results.put((info.id, msg))
 
         try:
