@@ -71,11 +71,11 @@ def warn_longer_than_reported(loader: Any, reported: int) -> None:
         f"{reported} (len(dataloader), in batches), but {reported + 1} batches have been "
         f"fetched."
     )
-    if loader.num_workers > 0:
+    if loader._workers > 0:
         msg += (
             f" For multiprocessing data-loading, this could be caused by not properly "
             f"configuring the IterableDataset replica at each worker: each of the "
-            f"{loader.num_workers} workers iterates its own copy, so give each its share with "
+            f"{loader._workers} workers iterates its own copy, so give each its share with "
             f"chute.get_worker_info() (docs/workers.md)."
         )
     warnings.warn(msg, stacklevel=3)

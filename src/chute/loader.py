@@ -32,6 +32,7 @@ from ._checks import (
     warn_longer_than_reported,
 )
 from ._lazy import require
+from .autotune import AutoTuner, auto_epoch, default_budget, warn_auto_iterable
 from .collate import default_collate, default_convert
 from .dataset import is_iterable_dataset
 from .device import FORMATS, OutputStage
@@ -85,7 +86,10 @@ class DataLoader(Generic[T]):
         batch_sampler: yields lists of indices; mutually exclusive with batch_size, shuffle,
             sampler and drop_last.
         num_workers: worker processes (or threads, see ``worker_type``); 0 loads in this
-            process. Batches are the same, bit for bit, whatever the number.
+            process. Batches are the same, bit for bit, whatever the number. ``"auto"``
+            chooses the number by measuring the first batches, within ``memory_budget``,
+            and says what it chose in ``stats()`` (NOTE [ Choosing workers by measurement ]
+            in ``autotune.py``); an iterable dataset then loads in this process.
         collate_fn: merges a list of samples into a batch (default :func:`default_collate`).
         pin_memory: page-locked torch tensors (warns once and goes on without an accelerator).
         drop_last: drop the last incomplete batch.
@@ -133,7 +137,7 @@ class DataLoader(Generic[T]):
         shuffle: bool | None = None,
         sampler: Any = None,
         batch_sampler: Any = None,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         collate_fn: Callable[[Any], Any] | None = None,
         pin_memory: bool = False,
         drop_last: bool = False,
@@ -152,11 +156,33 @@ class DataLoader(Generic[T]):
         main_first_batch: bool | None = None,
         distributed: bool | tuple[int, int] = False,
         progress: bool = False,
+        memory_budget: int | None = None,
     ) -> None:
-        if not isinstance(num_workers, int) or num_workers < 0:
+        auto = num_workers == "auto"
+        if auto:
+            num_workers = 0 if is_iterable_dataset(dataset) else 1  # checked as "some workers"
+            if is_iterable_dataset(dataset):
+                warn_auto_iterable(dataset)
+        elif isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ChuteValueError(
                 f"num_workers option should be non-negative; use num_workers=0 to disable "
-                f"multiprocessing (got num_workers={num_workers!r})"
+                f"multiprocessing, or num_workers='auto' to let chute choose (got "
+                f"num_workers={num_workers!r})"
+            )
+        assert isinstance(num_workers, int)
+        if memory_budget is not None and not auto:
+            raise ChuteValueError(
+                f"memory_budget only applies to num_workers='auto' (got "
+                f"memory_budget={memory_budget!r} with num_workers={num_workers!r})"
+            )
+        if memory_budget is not None and (
+            isinstance(memory_budget, bool)
+            or not isinstance(memory_budget, int)
+            or memory_budget <= 0
+        ):
+            raise ChuteValueError(
+                f"memory_budget must be a positive number of bytes (the workers' private "
+                f"memory together), got memory_budget={memory_budget!r}"
             )
         if timeout < 0:
             raise ChuteValueError(f"timeout option should be non-negative, got timeout={timeout!r}")
@@ -166,7 +192,7 @@ class DataLoader(Generic[T]):
                 f"num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to "
                 f"None (got prefetch_factor={prefetch_factor!r})"
             )
-        if num_workers > 0 and prefetch_factor is None:
+        if num_workers > 0 and prefetch_factor is None and not auto:
             prefetch_factor = 2
         elif prefetch_factor is not None and prefetch_factor < 0:
             raise ChuteValueError(
@@ -190,7 +216,7 @@ class DataLoader(Generic[T]):
             )
         if multiprocessing_context is not None:
             check_context(multiprocessing_context)
-        if num_workers > 0:
+        if num_workers > 0 and not auto:
             warn_if_too_many_workers(num_workers, worker_type)
         refuse_one_shot_iterator(dataset)
         if not isinstance(progress, bool):
@@ -284,7 +310,12 @@ class DataLoader(Generic[T]):
         self.drop_last = drop_last
         self.sampler = sampler
         self.batch_sampler = batch_sampler
-        self.num_workers = num_workers
+        self.num_workers: int | str = "auto" if auto else num_workers
+        self.memory_budget = memory_budget
+        self._tuner: AutoTuner | None = None
+        if auto and not iterable:
+            budget = memory_budget if memory_budget is not None else default_budget()
+            self._tuner = AutoTuner(budget, worker_type, prefetch_factor)
         self.collate_fn = collate_fn or (
             default_collate if self._auto_collation else default_convert
         )
@@ -343,7 +374,7 @@ class DataLoader(Generic[T]):
             self.batch_size,
             self.drop_last,
             self._iterable,
-            self.num_workers,
+            self._workers,
             world_layout(self._index_sampler, self._ranks[1]),
         )
         if self._positioned:  # NOTE [ Self-positioning iterable datasets ]
@@ -432,20 +463,31 @@ class DataLoader(Generic[T]):
             return bool(self.main_first_batch)
         return bool(getattr(self.dataset, "safe_to_fetch_before_fork", False))
 
-    def _worker_pool(self) -> Any:
+    @property
+    def _workers(self) -> int:
+        """The workers used now: ``num_workers``, or the choice of ``"auto"``."""
+        if self._tuner is not None:
+            return self._tuner.workers
+        return 0 if self.num_workers == "auto" else int(self.num_workers)
+
+    def _worker_pool(self, count: int | None = None, prefetch: int | None = None) -> Any:
+        n = self._workers if count is None else count
         if self._pool is not None:
-            return self._pool
+            if self._pool.num_workers == n and self._pool.prefetch_factor == (prefetch or 2):
+                return self._pool
+            self._pool.shutdown()  # "auto" chose another size
+            object.__setattr__(self, "_pool", None)
         pool = WorkerPool(
             self._fetcher(),
-            num_workers=self.num_workers,
+            num_workers=n,
             worker_type=self.worker_type,
             multiprocessing_context=self.multiprocessing_context,
             worker_init_fn=self.worker_init_fn,
             base_seed=self.seed,
-            prefetch_factor=self.prefetch_factor or 2,
+            prefetch_factor=prefetch or self.prefetch_factor or 2,
             timeout=float(self.timeout),
             persistent=self.persistent_workers,
-            main_first=self._main_first(),
+            main_first=self._main_first() and count is None,
         )
         if self.persistent_workers:
             self._pool = pool
@@ -467,7 +509,7 @@ class DataLoader(Generic[T]):
         """
         recorder = self._recorder
         if recorder is None:
-            recorder = EpochRecorder(self.num_workers, self.prefetch_factor)
+            recorder = EpochRecorder(self._workers, self.prefetch_factor, self._tuner is not None)
         return recorder.snapshot()
 
     # -- state -----------------------------------------------------------------------------------
@@ -583,7 +625,13 @@ def _batches(
     """The epoch's collated batches (a function, not a method: no reference cycle through
     the iterator, so dropping the iterator stops its workers at once)."""
     fetcher = loader._fetcher()
-    if loader.num_workers == 0:
+    if loader._tuner is not None:
+        assert tasks is not None and isinstance(fetcher, MapFetcher)
+        yield from auto_epoch(
+            loader._tuner, fetcher, loader._worker_pool, epoch, tasks, recorder, pools
+        )
+        return
+    if loader._workers == 0:
         if isinstance(fetcher, IterableFetcher):
             if recorder is None:
                 yield from fetcher.batches(epoch, skip, keep_going=True)
@@ -624,7 +672,9 @@ class _LoaderIter:
         tasks = None if loader._iterable else loader._tasks(skip)
         recorder = None
         if stats._ENABLED:
-            recorder = EpochRecorder(loader.num_workers, loader.prefetch_factor)
+            recorder = EpochRecorder(
+                loader._workers, loader.prefetch_factor, loader._tuner is not None
+            )
             loader._recorder = recorder
         self._recorder = recorder
         self._bar: EpochBar | None = None
@@ -719,8 +769,9 @@ class _LoaderIter:
         close = getattr(it, "close", None)
         if close is not None:
             close()
-        if self._pools and not self.loader.persistent_workers:
-            self._pools[0].shutdown()
+        if not self.loader.persistent_workers:
+            for pool in self._pools:
+                pool.shutdown()
         self._pools.clear()
 
     def __del__(self) -> None:

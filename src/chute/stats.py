@@ -220,6 +220,13 @@ class EpochRecorder:
         self.first: float | None = None  # when the loop first asked
         self.last = 0.0  # when the latest next() returned
 
+    def set_workers(self, num_workers: int, prefetch_factor: int | None) -> None:
+        """The workers changed mid-epoch (``num_workers="auto"``): keep the busy time of those
+        that stay."""
+        self.busy = (self.busy + [0.0] * num_workers)[:num_workers]
+        self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor
+
     def worker_batch(self, wid: int, times: tuple[int, float, float, float, float]) -> int:
         """Add a worker's figures for one batch, ``(samples, fetch_s, collate_s, pack_s,
         busy_s)``; returns its samples, counted once the loop receives the batch."""
