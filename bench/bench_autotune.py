@@ -85,14 +85,14 @@ def main() -> None:
         fixed: dict[int, float] = {}
         for count in counts:
 
-            def make(count=count):
+            def make(count=count, ds=ds):
                 return chute.DataLoader(ds, batch_size=64, shuffle=True, num_workers=count)
 
             t, n, _ = _run(make, args.epochs, args.repeat)
             fixed[count] = n / t
             results.append(Result(f"{name}: num_workers={count}", n, t))
         t, n, chosen = _run(
-            lambda: chute.DataLoader(ds, batch_size=64, shuffle=True, num_workers="auto"),
+            lambda ds=ds: chute.DataLoader(ds, batch_size=64, shuffle=True, num_workers="auto"),
             args.epochs,
             args.repeat,
         )
