@@ -251,7 +251,7 @@ REFUSALS: list[tuple[str, Any, dict[str, Any], str]] = [
         MAP,
         {"num_workers": -1},
         "num_workers option should be non-negative; use num_workers=0 to disable "
-        "multiprocessing (got num_workers=-1)",
+        "multiprocessing, or num_workers='auto' to let chute choose (got num_workers=-1)",
     ),
     (
         "negative timeout",
