@@ -15,7 +15,9 @@ changing a single batch. ``num_workers="auto"`` uses that:
    ``HEADROOM`` (all the CPUs when the loop does not wait at all), never more than the CPUs
    this process may run on for CPU-bound work; work that mostly waits (I/O: CPU seconds well
    under wall seconds) may use up to ``cpus / cpu_share`` workers, capped at ``MAX_WORKERS``.
-3. **Ramp up within the budget.** Process workers start with at most ``RAMP``; every
+3. **Ramp up within the budget.** Process workers start with as many as the budget holds at
+   twice this process's resident memory each (what a forked worker could copy of it, with
+   as much again for its own), but no fewer than ``RAMP``; every
    ``CHECK_S`` seconds their private memory (``workers/memory.py``) is read, and once each
    has fetched a batch the pool grows to the chosen count, or to as many as fit the budget
    at 1.25 times the largest worker seen. A pool
@@ -46,7 +48,7 @@ from typing import Any
 
 from .fetch import timed_or_fail
 from .stats import EpochRecorder, clock
-from .workers.memory import available_bytes, private_bytes
+from .workers.memory import available_bytes, private_bytes, resident_bytes
 
 __all__ = [
     "AutoTuner",
@@ -229,7 +231,10 @@ class AutoTuner:
         """Take the probe's measurement; returns the count to start with."""
         self.measure = m
         self.target = choose(m, self.cpus)
-        self.workers = min(self.target, RAMP) if self.counts_memory else self.target
+        self.workers = self.target
+        if self.counts_memory:  # a forked worker copies at most what this process holds
+            resident = resident_bytes(os.getpid()) or self.budget
+            self.workers = min(self.target, max(RAMP, self.budget // (2 * resident)))
         return self.workers
 
     @property

@@ -8,7 +8,7 @@ import os
 import psutil
 import pytest
 
-from chute.workers.memory import available_bytes, private_bytes
+from chute.workers.memory import available_bytes, private_bytes, resident_bytes
 
 
 def _hold(n: int, ready, done) -> None:
@@ -41,3 +41,9 @@ def test_available_bytes_is_what_the_kernel_reports() -> None:
     assert avail is not None
     assert avail == pytest.approx(psutil.virtual_memory().available, rel=0.2)
     assert private_bytes(os.getpid()) is not None
+
+
+def test_resident_bytes_is_the_rss() -> None:
+    rss = resident_bytes(os.getpid())
+    assert rss == pytest.approx(psutil.Process().memory_info().rss, rel=0.1)
+    assert resident_bytes(2**22 + 12345) is None  # no such process

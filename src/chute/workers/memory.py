@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_bytes", "private_bytes"]
+__all__ = ["available_bytes", "private_bytes", "resident_bytes"]
 
 
 def private_bytes(pid: int) -> int | None:
@@ -26,6 +26,17 @@ def private_bytes(pid: int) -> int | None:
         if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
             total += int(line.split()[1]) * 1024
     return total
+
+
+def resident_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` in bytes (shared pages included): what a child
+    forked from it could at most copy of it; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def available_bytes() -> int | None:
