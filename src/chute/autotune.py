@@ -27,8 +27,9 @@ changing a single batch. ``num_workers="auto"`` uses that:
    predicted while the loop waits for data: the workers' own busy time gives the true cost
    of a batch, and the count is chosen again from it.
 
-A change of count replaces the pool: the batches already handed to the old workers but not
-yet yielded are fetched again by the new ones, in order, so nothing is lost or repeated. The
+The pool is made for the chosen count and grows in place (``WorkerPool.set_active``); any
+other change replaces it: the batches already handed to the old workers but not yet yielded
+are fetched again by the new ones, in order, so nothing is lost or repeated. The
 choice carries over to later epochs (no new probe); ``loader.stats()`` reports the current
 count with ``auto=True``. Iterable datasets split their stream by worker count, so their
 batches would change with it: under ``"auto"`` they load in the main process (a warning
@@ -45,6 +46,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .fetch import timed_or_fail
 from .stats import EpochRecorder, clock
@@ -323,6 +326,8 @@ class Feed:
 
     def __next__(self) -> Any:
         task = next(self._tasks)
+        if isinstance(task, np.ndarray):  # the main process's int64 slices: lists for workers
+            task = task.tolist()
         self._issued.append(task)
         return task
 
@@ -379,7 +384,8 @@ def auto_epoch(
                     recorder.samples += recorder.main_batch(samples, fetch_s, collate_s)
                 yield batch
             return
-        pool = make_pool(n, tuner.prefetch_factor)
+        pool = make_pool(max(n, tuner.target or 0), tuner.prefetch_factor)
+        pool.set_active(n)
         if pool not in pools:
             pools.append(pool)
         feed = Feed(tasks)
@@ -390,7 +396,12 @@ def auto_epoch(
             feed.yielded()
             yield batch
             change = tuner.check(pool.worker_pids, recorder)
-            if change is not None:
+            if change is not None and pool.active <= change <= pool.num_workers:
+                pool.set_active(change)  # grow in place: the new workers start as due
+                if recorder is not None:
+                    recorder.set_workers(change, tuner.prefetch_factor)
+                change = None
+            elif change is not None:
                 break
         if change is None:
             return

@@ -454,7 +454,9 @@ class DataLoader(Generic[T]):
         return fetcher
 
     def _tasks(self, skip: int) -> Iterator[Any]:
-        as_arrays = self.num_workers == 0 and getattr(self.dataset, "accepts_index_arrays", False)
+        # int64 slices for the main process ("auto" hands lists to its workers, see Feed)
+        here = self.num_workers == 0 or self._tuner is not None
+        as_arrays = here and getattr(self.dataset, "accepts_index_arrays", False)
         tasks = epoch_batches(self._index_sampler, skip, as_arrays=bool(as_arrays))
         return tasks if self._auto_collation else keyed(tasks, skip)
 

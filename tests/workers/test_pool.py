@@ -305,3 +305,29 @@ def test_a_slow_first_batch_does_not_hold_back_the_other_workers(leaks):
     assert other, "the second worker fetched nothing"
     # the second worker started well before the first batch was finished
     assert min(b[0, 1] for b in other) < first_done - 0.5
+
+
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_a_pool_deals_to_its_active_workers_and_grows_in_place(worker_type, leaks) -> None:
+    fetcher = MapFetcher(list(range(40)), _identity, True, seed=0)
+    pool = WorkerPool(fetcher, num_workers=4, worker_type=worker_type)
+    pool.set_active(1)
+    tasks = [[i, i + 1] for i in range(0, 40, 2)]
+    out = []
+    it = pool.map_epoch(0, tasks)
+    for k, batch in enumerate(it):
+        out.append(batch)
+        if k == 4:
+            assert pool._backend is not None and pool._backend.started == 1
+            pool.set_active(3)
+        if k == 15:
+            assert pool._backend is not None and pool._backend.started == 3
+    assert out == tasks
+    pool.shutdown()
+    leaks.check()
+
+
+def test_set_active_names_the_range() -> None:
+    pool = WorkerPool(MapFetcher([1], _identity, True, seed=0), num_workers=2)
+    with pytest.raises(ChuteValueError, match=r"1 <= count <= num_workers=2, got 3"):
+        pool.set_active(3)

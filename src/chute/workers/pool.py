@@ -175,6 +175,7 @@ class WorkerPool:
             )
         self.fetcher = fetcher
         self.num_workers = num_workers
+        self._active = num_workers  # map-style epochs deal to workers 0 .. _active - 1
         self.worker_type = worker_type
         self.context = (
             resolve_context(multiprocessing_context) if worker_type == "process" else None
@@ -203,6 +204,27 @@ class WorkerPool:
     def worker_infos(self) -> list[WorkerInfo]:
         """The :class:`WorkerInfo` of each running worker (as the main process built it)."""
         return list(self._infos)
+
+    @property
+    def active(self) -> int:
+        """Workers that map-style epochs deal batches to (all, unless :meth:`set_active`)."""
+        return self._active
+
+    def set_active(self, count: int) -> None:
+        """Deal map-style batches to the first ``count`` workers only (1 to ``num_workers``);
+        more are started as batches come due. ``num_workers="auto"`` grows a pool with it
+        without a restart. Which worker fetches a batch never changes the batch."""
+        if not 1 <= count <= self.num_workers:
+            raise ChuteValueError(
+                f"set_active needs 1 <= count <= num_workers={self.num_workers}, got {count}"
+            )
+        self._active = count
+        live = self._live
+        if live is not None and live.deal >= count:
+            live.deal = 0
+
+    def _wanted(self, kind: str) -> int:
+        return self._active if kind == "map" else self.num_workers
 
     @property
     def running(self) -> bool:
@@ -352,7 +374,7 @@ class WorkerPool:
         ep.next_task = 0 if here is _END else 1
         ep.recorder = recorder
         self._live = ep
-        first = 1 if kind == "map" and self.worker_type == "process" else self.num_workers
+        first = 1 if kind == "map" and self.worker_type == "process" else self._wanted(kind)
         broken = True
         next_out = 0
         try:
@@ -400,8 +422,8 @@ class WorkerPool:
                 if recorder is not None:
                     recorder.samples += samples
                 yield value
-                if self._backend is not None and self._backend.started < self.num_workers:
-                    self._start(epoch, ep, self.num_workers)
+                if self._backend is not None and self._backend.started < self._wanted(kind):
+                    self._start(epoch, ep, self._wanted(kind))
                 if ep.superseded:
                     raise ChuteRuntimeError(
                         f"the iterator of epoch {epoch} was replaced by a newer iterator over "
@@ -441,7 +463,7 @@ class WorkerPool:
                 if index is _END:
                     ep.tasks = None
                     return
-                ep.deal = (wid + 1) % self.num_workers
+                ep.deal = (wid + 1) % self._active
             else:  # round-robin over the workers whose stream is not exhausted, like torch
                 index = None
                 wid = next((w for w in itertools.islice(ep.cycle, n) if ep.active[w]), -1)
@@ -493,9 +515,9 @@ class WorkerPool:
             now = time.monotonic()
             remaining = None if deadline is None else deadline - now
             backend = self._backend
-            if backend is not None and backend.started < self.num_workers:
+            if backend is not None and backend.started < self._wanted(ep.kind):
                 if now >= ep.start_rest_at:
-                    self._start(epoch, ep, self.num_workers)
+                    self._start(epoch, ep, self._wanted(ep.kind))
                     continue
                 wake = ep.start_rest_at - now
                 remaining = wake if remaining is None else min(remaining, wake)
